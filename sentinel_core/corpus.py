@@ -1,0 +1,65 @@
+"""The shipped sample of real traces (Qwen2.5-Coder-1.5B-Instruct, 14 STEM benchmarks).
+
+``data/corpus-dev.npz`` holds the top-20 and chosen-token logprobs as float16
+(so features differ from the wire-format originals by about 1e-3 nats);
+``data/corpus-dev.jsonl`` the text, metadata and the datasheet's labels. See
+``data/DATASHEET.md``. The records are rebuilt in the wrapper format, so the
+sample enters the store through the same path as any ingested file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import orjson
+
+SAMPLE_NAME = "corpus-dev"
+
+
+def iter_sample_records() -> Iterator[tuple[dict[str, Any], int]]:
+    """Yield ``(wrapper record, datasheet label)`` for every shipped response."""
+    data = resources.files("sentinel_core") / "data"
+    with (data / f"{SAMPLE_NAME}.npz").open("rb") as handle, np.load(handle) as arrays:
+        top = arrays["top"].astype(np.float32)
+        chosen = arrays["chosen"].astype(np.float32)
+        lengths = arrays["lengths"].astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    lines = (data / f"{SAMPLE_NAME}.jsonl").read_bytes().splitlines()
+    if len(lines) != len(lengths):
+        raise RuntimeError(
+            f"expected one metadata line per response in the sample, got {len(lines)} lines "
+            f"for {len(lengths)} responses"
+        )
+    for i, line in enumerate(lines):
+        meta = orjson.loads(line)
+        start, stop = int(offsets[i]), int(offsets[i + 1])
+        content = [
+            {"logprob": float(c), "top_logprobs": [{"logprob": float(v)} for v in row]}
+            for c, row in zip(chosen[start:stop], top[start:stop], strict=True)
+        ]
+        response = {
+            "object": "chat.completion",
+            "model": meta["model"],
+            "created": meta["created"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": meta["finish_reason"],
+                    "message": {"role": "assistant", "content": meta["response_text"]},
+                    "logprobs": {"content": content},
+                }
+            ],
+            "usage": meta.get("usage"),
+        }
+        record = {
+            "id": meta["id"],
+            "model": meta["model"],
+            "created": meta["created"],
+            "metadata": meta["metadata"],
+            "prompt": meta["prompt"],
+            "response": response,
+        }
+        yield record, int(meta["label"])

@@ -1,0 +1,366 @@
+"""The trace store: SQLModel tables and the few queries the project runs.
+
+A SQLite file by default (created on first use), any SQLAlchemy URL for scale
+(``postgresql+psycopg://...``). Raw top-k logprobs are kept as one float array
+blob per trace, so features can be recomputed for another k or with
+renormalisation; features are stored per trace with the version of the
+feature set that made them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from sqlalchemy import JSON, Column, Engine, LargeBinary, Text, UniqueConstraint, event, func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from sentinel_core.errors import StoreError
+from sentinel_core.traces import Trace
+
+#: Labelers in the order their word counts when one trace has several labels.
+LABELER_PRIORITY: tuple[str, ...] = ("exact", "label-studio", "import", "judge")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TraceRow(SQLModel, table=True):
+    """One stored response; ``logprobs`` is a ``(n_steps, k)`` array blob."""
+
+    __tablename__ = "traces"
+
+    id: str = Field(primary_key=True, max_length=512)
+    model: str = Field(max_length=255, index=True)
+    created: datetime = Field(index=True)
+    ingested_at: datetime = Field(default_factory=_now, index=True)
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON))
+    prompt_hash: str | None = Field(default=None, max_length=64, index=True)
+    prompt: str | None = Field(default=None, sa_column=Column(Text))
+    response_text: str = Field(sa_column=Column(Text, nullable=False))
+    finish_reason: str | None = Field(default=None, max_length=32)
+    n_steps: int
+    k: int
+    dtype: str = Field(max_length=16)
+    logprobs: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    chosen: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    resorted: bool = False
+    content_hash: str = Field(max_length=64, index=True)
+    source: str = Field(max_length=1024)
+
+
+class FeatureRow(SQLModel, table=True):
+    """The scores of one trace under one feature set (``values``: float64 blob)."""
+
+    __tablename__ = "features"
+
+    trace_id: str = Field(primary_key=True, foreign_key="traces.id", max_length=512)
+    feature_set: str = Field(primary_key=True, max_length=64)
+    values: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    computed_at: datetime = Field(default_factory=_now)
+
+
+class QuarantineRow(SQLModel, table=True):
+    """A line that is not a valid trace, kept whole with the reason."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (UniqueConstraint("source", "line_no", "raw_sha256"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=1024)
+    line_no: int
+    raw: str = Field(sa_column=Column(Text, nullable=False))
+    raw_sha256: str = Field(max_length=64)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    quarantined_at: datetime = Field(default_factory=_now)
+
+
+class LabelRow(SQLModel, table=True):
+    """Whether a response was correct, according to one kind of labeler."""
+
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("trace_id", "labeler"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    trace_id: str = Field(foreign_key="traces.id", max_length=512, index=True)
+    labeler: str = Field(max_length=32)
+    correct: bool
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+    labelled_at: datetime = Field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A record that failed to parse: where it came from, what it was, why."""
+
+    source: str
+    line_no: int
+    raw: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCounts:
+    """What one write did: new traces, already-known traces, new quarantine rows."""
+
+    stored: int
+    duplicates: int
+    quarantined: int
+    quarantine_duplicates: int
+
+
+def open_store(url: str) -> Engine:
+    """Connect to the store at ``url``, creating the SQLite file and tables on first use."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(
+            f"expected a SQLAlchemy URL such as sqlite:///path/to.db or "
+            f"postgresql+psycopg://user@host/db, got {url!r}"
+        ) from exc
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(parsed)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise StoreError(f"cannot use store URL {parsed!r}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        SQLModel.metadata.create_all(engine)
+    except OperationalError as exc:
+        raise StoreError(f"cannot open the store at {parsed!r}: {exc.orig}") from exc
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers work during an ingest; NORMAL is durable across app crashes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _insert(engine: Engine, table: Any) -> Any:
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+def write_batch(
+    engine: Engine,
+    traces: Sequence[Trace],
+    scores: NDArray[np.float64],
+    *,
+    feature_set: str,
+    sources: Sequence[str],
+    quarantined: Sequence[Quarantined] = (),
+    dtype: str = "float32",
+) -> BatchCounts:
+    """Store a batch of parsed traces with their scores, and the quarantined lines, in one transaction.
+
+    ``scores`` has shape ``(len(traces), n_scores)``. Traces whose id is
+    already stored (or repeated inside the batch) count as duplicates.
+    """
+    with Session(engine) as session:
+        ids = [t.id for t in traces]
+        known = set(
+            session.exec(select(TraceRow.id).where(TraceRow.id.in_(ids))).all()  # type: ignore[attr-defined]
+        ) if ids else set()
+        trace_rows: list[dict[str, Any]] = []
+        feature_rows: list[dict[str, Any]] = []
+        now = _now()
+        for trace, row_scores, source in zip(traces, scores, sources, strict=True):
+            if trace.id in known:
+                continue
+            known.add(trace.id)
+            trace_rows.append(_trace_row(trace, source, dtype, now))
+            feature_rows.append(
+                {
+                    "trace_id": trace.id,
+                    "feature_set": feature_set,
+                    "values": np.asarray(row_scores, dtype=np.float64).tobytes(),
+                    "computed_at": now,
+                }
+            )
+        if trace_rows:
+            session.execute(_insert(engine, TraceRow.__table__), trace_rows)
+            session.execute(_insert(engine, FeatureRow.__table__), feature_rows)
+        new_quarantine = _new_quarantine_rows(session, quarantined, now)
+        if new_quarantine:
+            session.execute(_insert(engine, QuarantineRow.__table__), new_quarantine)
+        session.commit()
+    return BatchCounts(
+        stored=len(trace_rows),
+        duplicates=len(traces) - len(trace_rows),
+        quarantined=len(new_quarantine),
+        quarantine_duplicates=len(quarantined) - len(new_quarantine),
+    )
+
+
+def _trace_row(trace: Trace, source: str, dtype: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": trace.id,
+        "model": trace.model,
+        "created": trace.created,
+        "ingested_at": now,
+        "metadata": trace.metadata,
+        "prompt_hash": trace.prompt_hash,
+        "prompt": trace.prompt,
+        "response_text": trace.response_text,
+        "finish_reason": trace.finish_reason,
+        "n_steps": trace.n_steps,
+        "k": trace.k,
+        "dtype": dtype,
+        "logprobs": trace.top_logprobs.astype(dtype).tobytes(),
+        "chosen": trace.chosen_logprobs.astype(dtype).tobytes(),
+        "resorted": trace.resorted,
+        "content_hash": trace.content_hash,
+        "source": source,
+    }
+
+
+def _new_quarantine_rows(
+    session: Session, quarantined: Sequence[Quarantined], now: datetime
+) -> list[dict[str, Any]]:
+    rows: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for item in quarantined:
+        digest = hashlib.sha256(item.raw.encode()).hexdigest()
+        rows[(item.source, item.line_no, digest)] = {
+            "source": item.source,
+            "line_no": item.line_no,
+            "raw": item.raw,
+            "raw_sha256": digest,
+            "reason": item.reason,
+            "quarantined_at": now,
+        }
+    if not rows:
+        return []
+    sources = {key[0] for key in rows}
+    existing = session.exec(
+        select(QuarantineRow.source, QuarantineRow.line_no, QuarantineRow.raw_sha256).where(
+            QuarantineRow.source.in_(sources)  # type: ignore[attr-defined]
+        )
+    ).all()
+    for key in existing:
+        rows.pop(tuple(key), None)  # type: ignore[arg-type]
+    return list(rows.values())
+
+
+def add_labels(
+    engine: Engine, labels: Iterable[tuple[str, bool, str | None]], *, labeler: str
+) -> tuple[int, int, list[str]]:
+    """Store labels ``(trace_id, correct, detail)`` from one kind of labeler.
+
+    Returns ``(stored, already_labelled, unknown_trace_ids)``; a trace already
+    labelled by this kind of labeler keeps its first label.
+    """
+    labels = list(labels)
+    with Session(engine) as session:
+        ids = [trace_id for trace_id, _, _ in labels]
+        present = set(session.exec(select(TraceRow.id).where(TraceRow.id.in_(ids))).all())  # type: ignore[attr-defined]
+        done = set(
+            session.exec(
+                select(LabelRow.trace_id).where(
+                    LabelRow.labeler == labeler,
+                    LabelRow.trace_id.in_(ids),  # type: ignore[attr-defined]
+                )
+            ).all()
+        )
+        unknown = [trace_id for trace_id in ids if trace_id not in present]
+        rows = []
+        for trace_id, correct, detail in labels:
+            if trace_id not in present or trace_id in done:
+                continue
+            done.add(trace_id)
+            rows.append(
+                {"trace_id": trace_id, "labeler": labeler, "correct": bool(correct),
+                 "detail": detail, "labelled_at": _now()}
+            )
+        if rows:
+            session.execute(_insert(engine, LabelRow.__table__), rows)
+        session.commit()
+    return len(rows), len(labels) - len(rows) - len(unknown), unknown
+
+
+def load_scores(engine: Engine, *, feature_set: str, names: Sequence[str]) -> pd.DataFrame:
+    """Every trace with its scores, metadata and best label, one row per trace.
+
+    Columns: ``trace_id``, ``model``, ``created``, ``metadata`` (dict), one
+    column per name in ``names`` and ``label`` (1.0, 0.0 or NaN when no
+    labeler has spoken; ``LABELER_PRIORITY`` decides between labelers).
+    """
+    with Session(engine) as session:
+        rows = session.exec(
+            select(
+                TraceRow.id, TraceRow.model, TraceRow.created, TraceRow.meta, FeatureRow.values
+            )
+            .join(FeatureRow, FeatureRow.trace_id == TraceRow.id)  # type: ignore[arg-type]
+            .where(FeatureRow.feature_set == feature_set)
+            .order_by(TraceRow.created, TraceRow.id)
+        ).all()
+        label_rows = session.exec(select(LabelRow.trace_id, LabelRow.labeler, LabelRow.correct)).all()
+    values = (
+        np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float64).reshape(len(rows), -1)
+        if rows
+        else np.empty((0, len(names)))
+    )
+    if values.shape[1] != len(names):
+        raise StoreError(
+            f"expected {len(names)} scores per trace for feature set {feature_set!r}, "
+            f"got {values.shape[1]}"
+        )
+    frame = pd.DataFrame(values, columns=list(names))
+    frame.insert(0, "trace_id", [r[0] for r in rows])
+    frame.insert(1, "model", [r[1] for r in rows])
+    frame.insert(2, "created", [r[2] for r in rows])
+    frame.insert(3, "metadata", [r[3] or {} for r in rows])
+    frame["label"] = _best_labels(frame["trace_id"], label_rows)
+    return frame
+
+
+def _best_labels(trace_ids: pd.Series, label_rows: Sequence[Any]) -> NDArray[np.float64]:
+    rank = {name: i for i, name in enumerate(LABELER_PRIORITY)}
+    best: dict[str, tuple[int, bool]] = {}
+    for trace_id, labeler, correct in label_rows:
+        order = rank.get(labeler, len(rank))
+        if trace_id not in best or order < best[trace_id][0]:
+            best[trace_id] = (order, correct)
+    return np.array(
+        [float(best[t][1]) if t in best else np.nan for t in trace_ids], dtype=np.float64
+    )
+
+
+def count_rows(engine: Engine) -> dict[str, int]:
+    """Row counts of every table, for status lines and tests."""
+    with Session(engine) as session:
+        return {
+            name: int(session.exec(select(func.count()).select_from(model)).one())
+            for name, model in (
+                ("traces", TraceRow),
+                ("features", FeatureRow),
+                ("quarantine", QuarantineRow),
+                ("labels", LabelRow),
+            )
+        }
+
+
+def slice_values(metadata: pd.Series, key: str) -> NDArray[np.str_]:
+    """The value of metadata ``key`` per trace as text; ``(missing)`` where absent."""
+    return np.array(
+        [str(m[key]) if isinstance(m, dict) and m.get(key) is not None else "(missing)"
+         for m in metadata],
+        dtype=str,
+    )

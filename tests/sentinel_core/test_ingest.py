@@ -1,0 +1,159 @@
+"""Streaming ingest into a real store: counts add up, nothing is lost, nothing twice."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from sentinel_core.corpus import iter_sample_records
+from sentinel_core.errors import InvalidInputError
+from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION, entropy_profile
+from sentinel_core.ingest import ingest_file, ingest_records
+from sentinel_core.store import (
+    FeatureRow,
+    QuarantineRow,
+    TraceRow,
+    add_labels,
+    count_rows,
+    load_scores,
+)
+from tests.factories import REAL_TRACES, chat_completion, real_lines, wrapper, write_jsonl
+
+
+def _balanced(report: object) -> bool:
+    r = report
+    return r.read == r.stored + r.quarantined + r.duplicates  # type: ignore[attr-defined]
+
+
+def test_real_wire_format_file_is_stored_once_and_reingest_stores_nothing(engine: Engine) -> None:
+    first = ingest_file(engine, REAL_TRACES)
+    again = ingest_file(engine, REAL_TRACES)
+    assert (first.read, first.stored, first.quarantined, first.duplicates) == (14, 14, 0, 0)
+    assert (again.read, again.stored, again.quarantined, again.duplicates) == (14, 0, 0, 14)
+    assert count_rows(engine)["traces"] == 14
+
+
+def test_stored_blob_recomputes_the_stored_features(engine: Engine) -> None:
+    ingest_file(engine, REAL_TRACES)
+    with Session(engine) as session:
+        row = session.exec(select(TraceRow)).first()
+        assert row is not None
+        features = session.exec(select(FeatureRow).where(FeatureRow.trace_id == row.id)).one()
+    top = np.frombuffer(row.logprobs, dtype=row.dtype).reshape(row.n_steps, row.k)
+    stored = np.frombuffer(features.values, dtype=np.float64)
+    assert features.feature_set == FEATURE_SET_VERSION
+    assert stored.shape == (len(ALL_SCORE_NAMES),)
+    np.testing.assert_allclose(stored[:11], entropy_profile(top), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_lines_are_quarantined_with_source_line_and_reason(engine: Engine, tmp_path: Path) -> None:
+    good = wrapper(chat_completion(), trace_id="good-1", benchmark="gen")
+    nan_body = chat_completion(response_id="nan-1")
+    nan_body["choices"][0]["logprobs"]["content"][0]["top_logprobs"][0]["logprob"] = math.nan
+    lines = [
+        orjson.dumps(good),
+        b"{not json",
+        orjson.dumps(nan_body, option=orjson.OPT_SERIALIZE_NUMPY).replace(b"null", b"NaN"),
+        b"",
+        orjson.dumps({"id": "x", "response": {"model": "m", "created": 1, "choices": []}}),
+    ]
+    path = write_jsonl(tmp_path / "mixed.jsonl", lines)
+    report = ingest_file(engine, path)
+    assert (report.read, report.stored, report.quarantined, report.duplicates) == (4, 1, 3, 0)
+    with Session(engine) as session:
+        rows = session.exec(select(QuarantineRow).order_by(QuarantineRow.line_no)).all()
+    assert [r.line_no for r in rows] == [2, 3, 5]
+    assert rows[0].raw == "{not json"
+    assert rows[0].source == str(path.resolve())
+    assert "invalid JSON" in rows[0].reason
+    assert "non-empty list 'choices'" in rows[2].reason
+    again = ingest_file(engine, path)
+    assert (again.stored, again.quarantined, again.duplicates) == (0, 0, 4)
+
+
+def test_gzip_and_plain_files_ingest_the_same_traces(tmp_path: Path) -> None:
+    from sentinel_core.store import open_store
+
+    records = [wrapper(chat_completion(seed=i), trace_id=f"g{i}", topic="t") for i in range(5)]
+    plain = open_store(f"sqlite:///{tmp_path / 'a.db'}")
+    packed = open_store(f"sqlite:///{tmp_path / 'b.db'}")
+    ingest_file(plain, write_jsonl(tmp_path / "x.jsonl", records))
+    ingest_file(packed, write_jsonl(tmp_path / "x.jsonl.gz", records, compress=True))
+    a = load_scores(plain, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
+    b = load_scores(packed, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
+    assert list(a["trace_id"]) == list(b["trace_id"]) == [f"g{i}" for i in range(5)]
+    np.testing.assert_array_equal(a[list(ALL_SCORE_NAMES)], b[list(ALL_SCORE_NAMES)])
+
+
+def test_small_batches_commit_the_same_as_one_batch(engine: Engine, tmp_path: Path) -> None:
+    records = [wrapper(chat_completion(seed=i), trace_id=f"b{i}") for i in range(7)]
+    records.insert(3, {"broken": True})
+    report = ingest_file(engine, write_jsonl(tmp_path / "b.jsonl", records), batch_size=2)
+    assert (report.read, report.stored, report.quarantined) == (8, 7, 1)
+    assert count_rows(engine)["features"] == 7
+
+
+def test_duplicates_inside_one_file_are_counted_once(engine: Engine, tmp_path: Path) -> None:
+    record = wrapper(chat_completion(), trace_id="same")
+    report = ingest_file(engine, write_jsonl(tmp_path / "d.jsonl", [record, record, record]))
+    assert (report.read, report.stored, report.duplicates) == (3, 1, 2)
+    assert _balanced(report)
+
+
+def test_python_objects_take_the_same_path_and_quarantine_as_files(engine: Engine) -> None:
+    report = ingest_records(engine, [chat_completion(response_id="p1"), {"nope": 1}])
+    assert (report.read, report.stored, report.quarantined) == (2, 1, 1)
+    with Session(engine) as session:
+        bad = session.exec(select(QuarantineRow)).one()
+    assert bad.source == "python" and bad.line_no == 2 and '"nope"' in bad.raw
+
+
+def test_a_path_that_is_not_a_file_is_a_clear_error(engine: Engine, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="expected a readable JSONL file"):
+        ingest_file(engine, tmp_path / "missing.jsonl")
+
+
+def test_the_shipped_sample_ingests_whole_and_takes_labels(engine: Engine) -> None:
+    pairs = list(iter_sample_records())
+    report = ingest_records(engine, (r for r, _ in pairs), source="sample")
+    stored, known, unknown = add_labels(
+        engine, [(r["id"], bool(y), None) for r, y in pairs], labeler="import"
+    )
+    frame = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
+    assert (report.read, report.stored) == (134, 134)
+    assert (stored, known, unknown) == (134, 0, [])
+    assert int(frame["label"].sum()) == 63
+    assert frame["metadata"].map(lambda m: m["benchmark"]).nunique() == 14
+
+
+def test_the_compact_sample_matches_the_wire_format_features_to_float16_precision(
+    engine: Engine,
+) -> None:
+    ingest_file(engine, REAL_TRACES)
+    wire = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
+    ids = set(wire["trace_id"])
+    compact = [r for r, _ in iter_sample_records() if r["id"] in ids]
+    assert len(compact) == 14
+    for record in compact:
+        steps = record["response"]["choices"][0]["logprobs"]["content"]
+        top = np.array([[a["logprob"] for a in s["top_logprobs"]] for s in steps])
+        row = wire[wire["trace_id"] == record["id"]].iloc[0]
+        assert entropy_profile(top)[1] == pytest.approx(row["H_mean"], abs=5e-3)
+
+
+def test_labels_for_unknown_traces_are_reported_not_stored(engine: Engine) -> None:
+    ingest_file(engine, REAL_TRACES)
+    first_id = orjson.loads(real_lines()[0])["id"]
+    stored, known, unknown = add_labels(
+        engine, [(first_id, True, None), ("nobody", False, None)], labeler="exact"
+    )
+    again = add_labels(engine, [(first_id, False, None)], labeler="exact")
+    assert (stored, known, unknown) == (1, 0, ["nobody"])
+    assert again == (0, 1, [])
+

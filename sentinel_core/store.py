@@ -19,7 +19,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from sqlalchemy import JSON, Column, Engine, LargeBinary, Text, UniqueConstraint, event, func
+from sqlalchemy import (
+    JSON,
+    Column,
+    Engine,
+    LargeBinary,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+    func,
+)
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
@@ -154,7 +165,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _insert(engine: Engine, table: Any) -> Any:
+def _table(model: type[SQLModel]) -> Table:
+    return SQLModel.metadata.tables[str(model.__tablename__)]
+
+
+def _insert(engine: Engine, table: Table) -> Any:
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
 
@@ -169,16 +184,20 @@ def write_batch(
     quarantined: Sequence[Quarantined] = (),
     dtype: str = "float32",
 ) -> BatchCounts:
-    """Store a batch of parsed traces with their scores, and the quarantined lines, in one transaction.
+    """Store parsed traces with their scores, and quarantined lines, in one transaction.
 
     ``scores`` has shape ``(len(traces), n_scores)``. Traces whose id is
     already stored (or repeated inside the batch) count as duplicates.
     """
     with Session(engine) as session:
         ids = [t.id for t in traces]
-        known = set(
-            session.exec(select(TraceRow.id).where(TraceRow.id.in_(ids))).all()  # type: ignore[attr-defined]
-        ) if ids else set()
+        known = (
+            set(
+                session.exec(select(TraceRow.id).where(TraceRow.id.in_(ids))).all()  # type: ignore[attr-defined]
+            )
+            if ids
+            else set()
+        )
         trace_rows: list[dict[str, Any]] = []
         feature_rows: list[dict[str, Any]] = []
         now = _now()
@@ -196,11 +215,11 @@ def write_batch(
                 }
             )
         if trace_rows:
-            session.execute(_insert(engine, TraceRow.__table__), trace_rows)
-            session.execute(_insert(engine, FeatureRow.__table__), feature_rows)
+            session.execute(_insert(engine, _table(TraceRow)), trace_rows)
+            session.execute(_insert(engine, _table(FeatureRow)), feature_rows)
         new_quarantine = _new_quarantine_rows(session, quarantined, now)
         if new_quarantine:
-            session.execute(_insert(engine, QuarantineRow.__table__), new_quarantine)
+            session.execute(_insert(engine, _table(QuarantineRow)), new_quarantine)
         session.commit()
     return BatchCounts(
         stored=len(trace_rows),
@@ -286,11 +305,16 @@ def add_labels(
                 continue
             done.add(trace_id)
             rows.append(
-                {"trace_id": trace_id, "labeler": labeler, "correct": bool(correct),
-                 "detail": detail, "labelled_at": _now()}
+                {
+                    "trace_id": trace_id,
+                    "labeler": labeler,
+                    "correct": bool(correct),
+                    "detail": detail,
+                    "labelled_at": _now(),
+                }
             )
         if rows:
-            session.execute(_insert(engine, LabelRow.__table__), rows)
+            session.execute(_insert(engine, _table(LabelRow)), rows)
         session.commit()
     return len(rows), len(labels) - len(rows) - len(unknown), unknown
 
@@ -303,15 +327,22 @@ def load_scores(engine: Engine, *, feature_set: str, names: Sequence[str]) -> pd
     labeler has spoken; ``LABELER_PRIORITY`` decides between labelers).
     """
     with Session(engine) as session:
-        rows = session.exec(
-            select(
-                TraceRow.id, TraceRow.model, TraceRow.created, TraceRow.meta, FeatureRow.values
+        traces, features = _table(TraceRow), _table(FeatureRow)
+        rows = session.execute(
+            sa_select(
+                traces.c.id,
+                traces.c.model,
+                traces.c.created,
+                traces.c.metadata,
+                features.c["values"],
             )
-            .join(FeatureRow, FeatureRow.trace_id == TraceRow.id)  # type: ignore[arg-type]
-            .where(FeatureRow.feature_set == feature_set)
-            .order_by(TraceRow.created, TraceRow.id)
+            .join(features, features.c.trace_id == traces.c.id)
+            .where(features.c.feature_set == feature_set)
+            .order_by(traces.c.created, traces.c.id)
         ).all()
-        label_rows = session.exec(select(LabelRow.trace_id, LabelRow.labeler, LabelRow.correct)).all()
+        label_rows = session.exec(
+            select(LabelRow.trace_id, LabelRow.labeler, LabelRow.correct)
+        ).all()
     values = (
         np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float64).reshape(len(rows), -1)
         if rows
@@ -360,7 +391,9 @@ def count_rows(engine: Engine) -> dict[str, int]:
 def slice_values(metadata: pd.Series, key: str) -> NDArray[np.str_]:
     """The value of metadata ``key`` per trace as text; ``(missing)`` where absent."""
     return np.array(
-        [str(m[key]) if isinstance(m, dict) and m.get(key) is not None else "(missing)"
-         for m in metadata],
+        [
+            str(m[key]) if isinstance(m, dict) and m.get(key) is not None else "(missing)"
+            for m in metadata
+        ],
         dtype=str,
     )

@@ -74,7 +74,9 @@ def parse_json_line(line: bytes | str, *, keep_prompt: bool = False) -> list[Tra
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        raise InvalidTraceError(f"expected one JSON object per line, got invalid JSON: {exc}") from exc
+        raise InvalidTraceError(
+            f"expected one JSON object per line, got invalid JSON: {exc}"
+        ) from exc
     return parse_record(obj, keep_prompt=keep_prompt)
 
 
@@ -113,7 +115,9 @@ def _parse_response(
     created = _parse_created(wrapper.get("created", response.get("created")))
     metadata = wrapper.get("metadata") or {}
     if not isinstance(metadata, Mapping):
-        raise InvalidTraceError(f"expected 'metadata' to be an object, got {type(metadata).__name__}")
+        raise InvalidTraceError(
+            f"expected 'metadata' to be an object, got {type(metadata).__name__}"
+        )
     prompt = wrapper.get("prompt")
     prompt_hash = None if prompt is None else _hash_prompt(prompt)
     choices = response.get("choices")
@@ -321,7 +325,11 @@ def _prompt_text(prompt: object) -> str:
 
 
 def _hash_prompt(prompt: object) -> str:
-    data = prompt.encode() if isinstance(prompt, str) else orjson.dumps(prompt, option=orjson.OPT_SORT_KEYS)
+    data = (
+        prompt.encode()
+        if isinstance(prompt, str)
+        else orjson.dumps(prompt, option=orjson.OPT_SORT_KEYS)
+    )
     return hashlib.sha256(data).hexdigest()
 
 

@@ -25,7 +25,10 @@ def postgres_url() -> str:
     try:
         done = subprocess.run(
             [str(ROOT / "scripts" / "postgres"), "start"],
-            capture_output=True, text=True, timeout=120, check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)

@@ -25,8 +25,13 @@ def generated_top_logprobs(n_steps: int, k: int = 20, *, seed: int = 0) -> np.nd
 
 
 def chat_completion(
-    top: np.ndarray | None = None, *, seed: int = 0, response_id: str | None = "chatcmpl-gen",
-    text: str = "generated answer", model: str = "generated-model", n_choices: int = 1,
+    top: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+    response_id: str | None = "chatcmpl-gen",
+    text: str = "generated answer",
+    model: str = "generated-model",
+    n_choices: int = 1,
 ) -> dict[str, Any]:
     """A chat.completion object (the OpenAI wire format) around generated logprobs."""
     top = generated_top_logprobs(12, seed=seed) if top is None else top

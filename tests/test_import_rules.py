@@ -17,7 +17,10 @@ BANNED = ["prefect", "mlflow", "openai", "label_studio_sdk", "httpx"]
 def _ruff(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(RUFF), "check", "--no-cache", "--select", "TID251", *args],
-        cwd=cwd, capture_output=True, text=True, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

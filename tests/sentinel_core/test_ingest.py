@@ -52,7 +52,9 @@ def test_stored_blob_recomputes_the_stored_features(engine: Engine) -> None:
     np.testing.assert_allclose(stored[:11], entropy_profile(top), rtol=1e-5, atol=1e-6)
 
 
-def test_bad_lines_are_quarantined_with_source_line_and_reason(engine: Engine, tmp_path: Path) -> None:
+def test_bad_lines_are_quarantined_with_source_line_and_reason(
+    engine: Engine, tmp_path: Path
+) -> None:
     good = wrapper(chat_completion(), trace_id="good-1", benchmark="gen")
     nan_body = chat_completion(response_id="nan-1")
     nan_body["choices"][0]["logprobs"]["content"][0]["top_logprobs"][0]["logprob"] = math.nan
@@ -111,7 +113,9 @@ def test_python_objects_take_the_same_path_and_quarantine_as_files(engine: Engin
     assert (report.read, report.stored, report.quarantined) == (2, 1, 1)
     with Session(engine) as session:
         bad = session.exec(select(QuarantineRow)).one()
-    assert bad.source == "python" and bad.line_no == 2 and '"nope"' in bad.raw
+    assert bad.source == "python"
+    assert bad.line_no == 2
+    assert '"nope"' in bad.raw
 
 
 def test_a_path_that_is_not_a_file_is_a_clear_error(engine: Engine, tmp_path: Path) -> None:
@@ -156,4 +160,3 @@ def test_labels_for_unknown_traces_are_reported_not_stored(engine: Engine) -> No
     again = add_labels(engine, [(first_id, False, None)], labeler="exact")
     assert (stored, known, unknown) == (1, 0, ["nobody"])
     assert again == (0, 1, [])
-

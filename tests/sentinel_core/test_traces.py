@@ -39,7 +39,8 @@ def test_prompt_is_hashed_and_its_text_kept_only_on_request() -> None:
     (hidden,) = parse_json_line(line)
     (kept,) = parse_json_line(line, keep_prompt=True)
     assert hidden.prompt is None
-    assert hidden.prompt_hash is not None and len(hidden.prompt_hash) == 64
+    assert hidden.prompt_hash is not None
+    assert len(hidden.prompt_hash) == 64
     assert kept.prompt == orjson.loads(line)["prompt"]
     assert kept.prompt_hash == hidden.prompt_hash
 
@@ -85,7 +86,8 @@ def test_iso_8601_created_is_accepted() -> None:
     record = wrapper(chat_completion(), trace_id="iso")
     record["created"] = "2026-11-20T03:00:00+00:00"
     (trace,) = parse_record(record)
-    assert trace.created.year == 2026 and trace.created.tzinfo is not None
+    assert trace.created.year == 2026
+    assert trace.created.tzinfo is not None
 
 
 def _with_step(field: str, value: object) -> dict[str, object]:

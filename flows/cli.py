@@ -1,0 +1,464 @@
+"""The ``sentinel`` command line (typer + rich).
+
+Every command takes ``--db URL`` (default: the SQLite file of the settings).
+Errors the user can fix print one line and exit with status 2; nothing prints
+a traceback for bad paths, URLs or inputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+from sqlalchemy import Engine
+
+from sentinel_core.errors import SentinelError
+from sentinel_core.settings import Settings
+
+app = typer.Typer(
+    name="sentinel",
+    help="Entropy Sentinel: per-slice LLM accuracy estimates from decoding entropy.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+labels_app = typer.Typer(help="Import labels into the store.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+console = Console(stderr=True)
+# Tables keep their columns when piped to a file or CI log (rich assumes 80 there).
+out = Console(width=None if Console().is_terminal else 140)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="SQLAlchemy URL of the trace store (default: settings' SQLite file)."
+    ),
+]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="End the output with one JSON object on its own line.")
+]
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    """Build the settings once per invocation; commands read them from the context."""
+    ctx.obj = Settings()
+
+
+def _settings(ctx: typer.Context, db: str | None = None) -> Settings:
+    settings = ctx.find_root().obj
+    if not isinstance(settings, Settings):
+        settings = Settings()
+    return settings if db is None else settings.model_copy(update={"db_url": db})
+
+
+def _engine(settings: Settings) -> Engine:
+    from sentinel_core.store import open_store
+
+    return open_store(settings.store_url)
+
+
+@contextmanager
+def _progress(
+    description: str, total: float | None, *, unit_bytes: bool = False
+) -> Iterator[Callable[[float], None]]:
+    columns: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn()]
+    columns += [TransferSpeedColumn()] if unit_bytes else [MofNCompleteColumn()]
+    columns += [TaskProgressColumn(), TimeElapsedColumn()]
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda step: bar.advance(task, step)
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="JSONL files, plain or gzip.")],
+    db: DbOption = None,
+    keep_prompt: Annotated[
+        bool | None, typer.Option(help="Store prompt text (default from settings: only its hash).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Parse, validate, featurise and store traces; quarantine bad lines with their reason."""
+    from sentinel_core.ingest import EMPTY_REPORT, ingest_file
+
+    settings = _settings(ctx, db)
+    for path in files:
+        if not path.is_file():
+            raise SentinelError(f"expected a readable JSONL file, got {str(path)!r} (no such file)")
+    engine = _engine(settings)
+    total = EMPTY_REPORT
+    for path in files:
+        with _progress(f"ingest {path.name}", path.stat().st_size, unit_bytes=True) as advance:
+            report = ingest_file(
+                engine,
+                path,
+                batch_size=settings.ingest_batch_size,
+                keep_prompt=settings.keep_prompt_text if keep_prompt is None else keep_prompt,
+                dtype=settings.logprobs_dtype,
+                on_progress=advance,
+            )
+        out.print(
+            f"{path}: read {report.read} = stored {report.stored} + quarantined "
+            f"{report.quarantined} + duplicates {report.duplicates}"
+        )
+        total += report
+    if len(files) > 1:
+        out.print(
+            f"total: read {total.read} = stored {total.stored} + quarantined "
+            f"{total.quarantined} + duplicates {total.duplicates}"
+        )
+    if as_json:
+        out.print(json.dumps(total.as_dict()), soft_wrap=True)
+
+
+@labels_app.command("import")
+def labels_import(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="CSV with a trace id column and a 0/1 column.")],
+    db: DbOption = None,
+    id_column: Annotated[str, typer.Option(help="Column holding the trace id.")] = "id",
+    label_column: Annotated[str, typer.Option(help="Column holding 1 (correct) or 0.")] = "correct",
+    labeler: Annotated[
+        str, typer.Option(help="Kind of labeler these labels come from.")
+    ] = "import",
+) -> None:
+    """Store labels from a CSV file (for example a datasheet's ``labels.csv``)."""
+    from sentinel_core.store import add_labels
+
+    if not path.is_file():
+        raise SentinelError(f"expected a CSV file of labels, got {str(path)!r} (no such file)")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {id_column, label_column} - set(reader.fieldnames or [])
+        if missing:
+            raise SentinelError(
+                f"expected columns {id_column!r} and {label_column!r} in {path}, "
+                f"got {reader.fieldnames}"
+            )
+        rows = []
+        for line_no, row in enumerate(reader, start=2):
+            value = row[label_column].strip().lower()
+            if value not in {"0", "1", "true", "false"}:
+                raise SentinelError(
+                    f"expected 0/1 in column {label_column!r} at {path}:{line_no}, got {value!r}"
+                )
+            rows.append((row[id_column], value in {"1", "true"}, f"{path.name}:{line_no}"))
+    stored, known, unknown = add_labels(_engine(_settings(ctx, db)), rows, labeler=labeler)
+    out.print(
+        f"labels: stored {stored}, already labelled {known}, unknown trace ids {len(unknown)}"
+    )
+
+
+def _labelled_frame(settings: Settings, by: str) -> pd.DataFrame:
+    from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION
+    from sentinel_core.store import load_scores, slice_values
+
+    frame = load_scores(_engine(settings), feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
+    frame["slice"] = slice_values(frame["metadata"], by)
+    return frame
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    db: DbOption = None,
+    by: Annotated[
+        str, typer.Option(help="Metadata key of the slices used for held-out error.")
+    ] = "benchmark",
+    family: Annotated[str, typer.Option(help="logistic, forest or mlp.")] = "logistic",
+    calibration: Annotated[str, typer.Option(help="auto, isotonic or sigmoid.")] = "auto",
+    balanced: Annotated[bool, typer.Option(help="Balance the classes.")] = False,
+) -> None:
+    """Fit the estimator on every labelled trace and serve it as the registry's champion."""
+    _train(_settings(ctx, db), by=by, family=family, calibration=calibration, balanced=balanced)
+
+
+def _train(settings: Settings, *, by: str, family: str, calibration: str, balanced: bool) -> None:
+    from sentinel_core.estimator import EntropyEstimator, estimate_held_out_calibration_error
+    from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
+    from sentinel_core.metrics import auroc, brier, ece
+    from tasks.registry import register_estimator
+
+    frame = _labelled_frame(settings, by)
+    labelled = frame[frame["label"].notna()]
+    if labelled.empty:
+        raise SentinelError(
+            "expected labelled traces to train on, got none: import labels with "
+            "`sentinel labels import` first"
+        )
+    X = labelled[list(FEATURE_NAMES)]
+    y = labelled["label"].to_numpy().astype(int)
+    params = {
+        "family": family,
+        "calibration": calibration,
+        "class_weight": "balanced" if balanced else None,
+    }
+
+    def factory() -> EntropyEstimator:
+        # Leave-one-slice-out refits use the family's fixed defaults: a grid search
+        # inside each of B refits would multiply training time by the grid size.
+        return EntropyEstimator(**params, search=False, random_state=settings.seed)  # type: ignore[arg-type]
+
+    with console.status(f"fitting {family} on {len(y)} labelled traces"):
+        estimator = EntropyEstimator(**params, random_state=settings.seed).fit(X, y)  # type: ignore[arg-type]
+        held_out = estimate_held_out_calibration_error(
+            X, y, labelled["slice"].to_numpy(), estimator_factory=factory
+        )
+        probs = estimator.predict_proba(X)[:, 1]
+    metrics = {
+        "train_auroc": auroc(probs, y),
+        "train_ece": ece(probs, y),
+        "train_brier": brier(probs, y),
+        "held_out_slice_error": held_out,
+    }
+    with console.status("registering the estimator in MLflow"):
+        served = register_estimator(
+            settings,
+            estimator,
+            feature_set=FEATURE_SET_VERSION,
+            feature_names=FEATURE_NAMES,
+            calibration_error=0.0 if np.isnan(held_out) else held_out,
+            params={**params, "n_train": len(y), "slice_key": by},
+            metrics=metrics,
+            input_example=labelled[list(FEATURE_NAMES)].head(5),
+        )
+    out.print(
+        f"trained {family} on {len(y)} labels ({int(y.sum())} correct); held-out slice error "
+        f"{held_out:.3f}; registered version {served.version} as champion"
+    )
+
+
+@app.command()
+def estimate(
+    ctx: typer.Context,
+    by: Annotated[str, typer.Option(help="Metadata key that defines the slices.")],
+    db: DbOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--out", help="Also write the table to this .csv or .json file.")
+    ] = None,
+    use_labels: Annotated[
+        bool, typer.Option(help="Use stored labels (PPI); --no-use-labels gives label-free only.")
+    ] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Estimate every slice's accuracy with an interval (PPI where the slice has labels)."""
+    _estimate(_settings(ctx, db), by=by, output=output, use_labels=use_labels, as_json=as_json)
+
+
+def _estimate(
+    settings: Settings, *, by: str, output: Path | None, use_labels: bool, as_json: bool
+) -> None:
+    from sentinel_core.slices import estimate_slices, estimate_slices_with_labels
+    from tasks.registry import load_champion
+
+    if output is not None and output.suffix not in {".csv", ".json"}:
+        raise SentinelError(f"expected --out to end in .csv or .json, got {str(output)!r}")
+    frame = _labelled_frame(settings, by)
+    if frame.empty:
+        raise SentinelError("expected traces in the store, got none: run `sentinel ingest` first")
+    with console.status("loading the champion estimator"):
+        served = load_champion(settings)
+    probs = served.estimator.predict_proba(frame[list(served.feature_names)])[:, 1]
+    options = {
+        "calibration_error": served.calibration_error,
+        "confidence": settings.confidence,
+        "n_boot": settings.n_bootstrap,
+        "min_n": settings.min_slice_n,
+        "seed": settings.seed,
+    }
+    keys, labels = frame["slice"].to_numpy(), frame["label"].to_numpy()
+    estimates = (
+        estimate_slices_with_labels(probs, keys, labels, **options)
+        if use_labels
+        else estimate_slices(probs, keys, **options)
+    )
+    observed = frame.groupby("slice")["label"].agg(["mean", "count"])
+    rows = []
+    for e in estimates:
+        row = e.to_dict()
+        row["observed"] = (
+            float(observed.loc[e.slice, "mean"]) if observed.loc[e.slice, "count"] else None
+        )
+        row["n_observed"] = int(observed.loc[e.slice, "count"])
+        rows.append(row)
+    _print_slices(rows, by, served.version)
+    if output is not None:
+        if output.suffix == ".csv":
+            pd.DataFrame(rows).to_csv(output, index=False)
+        else:
+            output.write_text(json.dumps(rows, indent=2))
+        out.print(f"wrote {output}")
+    if as_json:
+        out.print(json.dumps(rows), soft_wrap=True)
+
+
+def _print_slices(rows: list[dict[str, Any]], by: str, version: str) -> None:
+    table = Table(title=f"accuracy by {by} (estimator version {version})")
+    columns = ("slice", "n", "estimate", "low", "high", "method", "labels", "observed", "flag")
+    for column in columns:
+        table.add_column(
+            column, justify="left" if column in {"slice", "method", "flag"} else "right"
+        )
+    for row in rows:
+        observed = "" if row["observed"] is None else f"{row['observed']:.3f}"
+        table.add_row(
+            row["slice"],
+            str(row["n"]),
+            f"{row['accuracy']:.3f}",
+            f"{row['low']:.3f}",
+            f"{row['high']:.3f}",
+            row["method"],
+            str(row["n_observed"]),
+            observed,
+            "too few" if row["too_few"] else "",
+        )
+    out.print(table)
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    by: Annotated[str, typer.Option(help="Metadata key that defines the slices.")],
+    db: DbOption = None,
+    max_g: Annotated[int, typer.Option(min=1, max=6, help="Largest training group size.")] = 4,
+    methods: Annotated[
+        str | None, typer.Option(help="Comma-separated methods (default: all).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--out", help="Write the tidy table as CSV.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the group protocol: train on every group of g slices, evaluate on the rest."""
+    from math import comb
+
+    from sentinel_core.features import ALL_SCORE_NAMES
+    from sentinel_core.protocol import run_group_protocol, summarise_protocol
+
+    settings = _settings(ctx, db)
+    frame = _labelled_frame(settings, by)
+    labelled = frame[frame["label"].notna()]
+    n_slices = labelled["slice"].nunique()
+    if n_slices < 2:
+        raise SentinelError(
+            f"expected labelled traces in at least 2 slices of {by!r}, got {n_slices}"
+        )
+    total = sum(comb(n_slices, g) for g in range(1, min(max_g, n_slices - 1) + 1))
+    chosen = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+    with _progress("protocol groups", total) as advance:
+        tidy = run_group_protocol(
+            labelled[list(ALL_SCORE_NAMES)].reset_index(drop=True),
+            labelled["label"].to_numpy().astype(int),
+            labelled["slice"].to_numpy(),
+            max_g=min(max_g, n_slices - 1),
+            methods=chosen,
+            progress=lambda done, _total: advance(1),
+        )
+    summary = summarise_protocol(tidy)
+    table = Table(
+        title=f"group protocol by {by}: {len(labelled)} labelled traces, {n_slices} slices"
+    )
+    for column in ("method", "g", "groups", "median AEE", "IQR AEE", "median rho", "floor"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for row in summary.itertuples(index=False):
+        table.add_row(
+            str(row.method),
+            str(row.g),
+            str(row.n_groups),
+            f"{row.median_aee:.3f}",
+            f"{row.iqr_aee:.3f}",
+            f"{row.median_rho:.3f}",
+            f"{row.floor:.3f}",
+        )
+    out.print(table)
+    if output is not None:
+        tidy.to_csv(output, index=False)
+        out.print(f"wrote {output}")
+    if as_json:
+        keys = ["method", "g", "median_aee", "iqr_aee", "median_rho"]
+        records = [
+            {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+            for r in summary[keys].to_dict(orient="records")
+        ]
+        out.print(json.dumps(records, default=float), soft_wrap=True)
+
+
+@app.command()
+def status(ctx: typer.Context, db: DbOption = None) -> None:
+    """Row counts of the store and the most common quarantine reasons."""
+    from sentinel_core.store import count_rows
+
+    counts = count_rows(_engine(_settings(ctx, db)))
+    out.print(", ".join(f"{name} {count}" for name, count in counts.items()))
+
+
+@app.command()
+def demo(ctx: typer.Context, db: DbOption = None) -> None:
+    """The main job on the embedded defaults: ingest the shipped real traces, train, estimate."""
+    from sentinel_core.corpus import iter_sample_records
+    from sentinel_core.ingest import ingest_records
+    from sentinel_core.store import add_labels
+
+    settings = _settings(ctx, db)
+    engine = _engine(settings)
+    pairs = list(iter_sample_records())
+    report = ingest_records(engine, (record for record, _ in pairs), source="sample:corpus-dev")
+    out.print(
+        f"sample: read {report.read} = stored {report.stored} + quarantined "
+        f"{report.quarantined} + duplicates {report.duplicates}"
+    )
+    stored, known, _ = add_labels(
+        engine, ((r["id"], bool(label), "datasheet") for r, label in pairs), labeler="import"
+    )
+    out.print(f"labels: stored {stored}, already labelled {known}")
+    _train(settings, by="benchmark", family="logistic", calibration="auto", balanced=False)
+    out.print(
+        "label-free estimates (the estimator saw these labels in training: in-sample; "
+        "`sentinel evaluate --by benchmark` measures held-out error)"
+    )
+    _estimate(settings, by="benchmark", output=None, use_labels=False, as_json=False)
+    out.print(f"store: {settings.store_url}   MLflow: {settings.tracking_uri}")
+
+
+def main() -> None:
+    """Console entry point: one clear line and exit status 2 on a user-fixable error."""
+    try:
+        app()
+    except SentinelError as exc:
+        # One line, whatever the underlying library put in its message.
+        console.print(
+            f"[red]error:[/red] {' '.join(str(exc).split())}", highlight=False, soft_wrap=True
+        )
+        sys.exit(2)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        console.print(
+            f"[red]error:[/red] setting {where}: {first['msg']}", highlight=False, soft_wrap=True
+        )
+        sys.exit(2)

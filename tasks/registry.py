@@ -1,0 +1,153 @@
+"""The estimator in the MLflow model registry: log, register, serve by alias.
+
+The estimator is logged with MLflow's scikit-learn flavour in the ``skops``
+format (safe to load: only types from ``TRUSTED_PREFIXES`` modules are
+trusted), registered under ``Settings.registered_model`` and served by the
+``champion`` alias. These are plain functions; the Prefect tasks of the
+nightly loop wrap them.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sentinel_core.errors import NotFittedError, SentinelError
+from sentinel_core.estimator import EntropyEstimator
+from sentinel_core.settings import Settings
+
+CHAMPION = "champion"
+EXPERIMENT = "entropy-sentinel"
+#: Modules whose types skops may rebuild when loading the estimator; anything
+#: else found in a model file is refused.
+TRUSTED_PREFIXES = ("sentinel_core.", "sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+def trusted_types(estimator: object) -> list[str]:
+    """The types the skops file of ``estimator`` needs, vetted against ``TRUSTED_PREFIXES``."""
+    import skops.io
+
+    needed = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
+    refused = [name for name in needed if not name.startswith(TRUSTED_PREFIXES)]
+    if refused:
+        raise SentinelError(
+            f"expected only scikit-learn and numpy types in the model, got {refused}"
+        )
+    return needed
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """The estimator in service and what is known about it."""
+
+    estimator: EntropyEstimator
+    version: str
+    run_id: str | None
+    feature_set: str
+    feature_names: tuple[str, ...]
+    calibration_error: float
+
+
+def configure(settings: Settings) -> None:
+    """Point MLflow at the tracking store in force (called at the edge, never at import)."""
+    import logging
+
+    import mlflow
+
+    # MLflow announces its database migrations at INFO on every fresh store.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        artifacts = (settings.home / "mlartifacts").resolve()
+        remote = not uri.startswith("sqlite:")
+        mlflow.create_experiment(
+            EXPERIMENT, artifact_location=None if remote else artifacts.as_uri()
+        )
+    mlflow.set_experiment(EXPERIMENT)
+
+
+def register_estimator(
+    settings: Settings,
+    estimator: EntropyEstimator,
+    *,
+    feature_set: str,
+    feature_names: tuple[str, ...],
+    calibration_error: float,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    input_example: Any,
+    promote: bool = True,
+) -> ServedModel:
+    """Log ``estimator`` in a new MLflow run, register a version, optionally make it champion."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    configure(settings)
+    signature = infer_signature(input_example, estimator.predict_proba(input_example))
+    tags = {
+        "feature_set": feature_set,
+        "feature_names": json.dumps(list(feature_names)),
+        "calibration_error": repr(float(calibration_error)),
+    }
+    with mlflow.start_run(run_name="train") as run, warnings.catch_warnings():
+        # MLflow reads the `X: Any` hint of predict() as "no validation"; the signature
+        # above is what validates inputs, so its reminder is noise here.
+        warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType")
+        mlflow.log_params(params)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # drop NaN
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name="estimator",
+            serialization_format="skops",
+            skops_trusted_types=trusted_types(estimator),
+            signature=signature,
+            registered_model_name=settings.registered_model,
+        )
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.registered_model, version, key, value)
+    if promote:
+        client.set_registered_model_alias(settings.registered_model, CHAMPION, version)
+    return ServedModel(
+        estimator, version, run.info.run_id, feature_set, feature_names, calibration_error
+    )
+
+
+def load_champion(settings: Settings) -> ServedModel:
+    """The estimator behind the ``champion`` alias, with its feature set and calibration error."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure(settings)
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(settings.registered_model, CHAMPION)
+    except MlflowException as exc:
+        raise NotFittedError(
+            f"expected a model {settings.registered_model!r} with alias {CHAMPION!r} in the "
+            f"MLflow registry at {settings.tracking_uri}, got none: run `sentinel train` first"
+        ) from exc
+    # The MLmodel file lists the skops types that trusted_types() vetted at logging time.
+    estimator = mlflow.sklearn.load_model(f"models:/{settings.registered_model}@{CHAMPION}")
+    tags = version.tags
+    if not isinstance(estimator, EntropyEstimator):
+        raise SentinelError(
+            f"expected an EntropyEstimator behind {CHAMPION!r}, got {type(estimator).__name__}"
+        )
+    return ServedModel(
+        estimator=estimator,
+        version=str(version.version),
+        run_id=version.run_id,
+        feature_set=tags.get("feature_set", ""),
+        feature_names=tuple(json.loads(tags.get("feature_names", "[]"))),
+        calibration_error=float(tags.get("calibration_error", "nan")),
+    )

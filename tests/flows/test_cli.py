@@ -1,0 +1,110 @@
+"""The ``sentinel`` command line on a real SQLite store and a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.factories import REAL_TRACES, chat_completion, wrapper, write_jsonl
+
+SENTINEL = str(Path(sys.executable).with_name("sentinel"))
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SENTINEL_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "home"
+
+
+def _last_json(output: str) -> object:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_ingest_json_line_adds_up_and_a_rerun_stores_nothing(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, [wrapper(chat_completion(), trace_id="ok", topic="a"), b"{oops"])
+    runner = CliRunner()
+    first = runner.invoke(app, ["ingest", str(REAL_TRACES), str(bad), "--json"])
+    again = runner.invoke(app, ["ingest", str(REAL_TRACES), str(bad), "--json"])
+    assert first.exit_code == 0, first.output
+    assert _last_json(first.output) == {"read": 16, "stored": 15, "quarantined": 1, "duplicates": 0}
+    assert _last_json(again.output) == {"read": 16, "stored": 0, "quarantined": 0, "duplicates": 16}
+    assert (home / "sentinel.db").is_file()
+
+
+def test_a_missing_file_is_one_clear_line_and_exit_status_2(home: Path) -> None:
+    done = subprocess.run(
+        [SENTINEL, "ingest", "nowhere.jsonl"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: expected a readable JSONL file, got 'nowhere.jsonl' (no such file)"
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_store_url_is_one_clear_line(home: Path) -> None:
+    done = subprocess.run(
+        [SENTINEL, "status", "--db", "nosuchdialect://x"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: cannot use store URL")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_estimate_before_training_says_to_train_first(home: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(app, ["ingest", str(REAL_TRACES)])
+    result = runner.invoke(app, ["estimate", "--by", "benchmark"])
+    assert result.exit_code != 0
+    assert "run `sentinel train` first" in str(result.exception)
+
+
+def test_main_job_then_estimate_and_evaluate_end_to_end(home: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    demo = runner.invoke(app, ["demo"])
+    assert demo.exit_code == 0, demo.output
+    assert "sample: read 134 = stored 134 + quarantined 0 + duplicates 0" in demo.output
+    assert "registered version 1 as champion" in demo.output
+    assert "olympiadbench" in demo.output
+
+    table = tmp_path / "slices.csv"
+    estimate = runner.invoke(app, ["estimate", "--by", "benchmark", "--out", str(table), "--json"])
+    assert estimate.exit_code == 0, estimate.output
+    rows = _last_json(estimate.output)
+    assert isinstance(rows, list)
+    assert len(rows) == 14
+    written = pd.read_csv(table)
+    assert set(written["slice"]) == {row["slice"] for row in rows}
+    for row in rows:
+        assert 0.0 <= row["low"] <= row["accuracy"] <= row["high"] <= 1.0
+        assert row["too_few"] is True  # 9-10 responses per benchmark, min_slice_n = 30
+
+    evaluate = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--by",
+            "benchmark",
+            "--max-g",
+            "1",
+            "--json",
+            "--methods",
+            "lr_11d,atc_H_max,lr_H_max",
+        ],
+    )
+    assert evaluate.exit_code == 0, evaluate.output
+    summary = _last_json(evaluate.output)
+    assert {row["method"] for row in summary} == {"lr_11d", "atc_H_max", "lr_H_max"}
+    assert all(row["g"] == 1 and 0.0 <= row["median_aee"] <= 1.0 for row in summary)

@@ -174,6 +174,41 @@ def labels_import(
     )
 
 
+@app.command()
+def verify(
+    ctx: typer.Context,
+    db: DbOption = None,
+    by: Annotated[str, typer.Option(help="Metadata key to report true accuracy by.")] = "benchmark",
+    as_json: JsonFlag = False,
+) -> None:
+    """Label every trace whose metadata carries gold and kind with the exact verifier."""
+    settings = _settings(ctx, db)
+    counts = _verify(settings, by=by)
+    if as_json:
+        out.print(json.dumps(counts), soft_wrap=True)
+
+
+def _verify(settings: Settings, *, by: str) -> dict[str, dict[str, int]]:
+    from labeling.exact import LABELER, label_store
+    from sentinel_core.store import count_rows, label_counts
+
+    engine = _engine(settings)
+    with _progress("verify", count_rows(engine)["traces"]) as advance:
+        report = label_store(engine, on_progress=advance)
+    out.print(
+        f"verified {report.labelled} new traces ({report.correct} correct); "
+        f"{report.without_gold} without gold/kind left unlabelled"
+    )
+    counts = label_counts(engine, labeler=LABELER, key=by)
+    table = Table(title=f"true accuracy by {by} (exact verifier)")
+    for column in (by, "n", "correct", "accuracy"):
+        table.add_column(column, justify="left" if column == by else "right")
+    for name, c in counts.items():
+        table.add_row(name, str(c["n"]), str(c["correct"]), f"{c['correct'] / c['n']:.3f}")
+    out.print(table)
+    return counts
+
+
 def _labelled_frame(settings: Settings, by: str) -> pd.DataFrame:
     from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION
     from sentinel_core.store import load_scores, slice_values
@@ -422,20 +457,17 @@ def demo(ctx: typer.Context, db: DbOption = None) -> None:
     """The main job on the embedded defaults: ingest the shipped real traces, train, estimate."""
     from sentinel_core.corpus import iter_sample_records
     from sentinel_core.ingest import ingest_records
-    from sentinel_core.store import add_labels
 
     settings = _settings(ctx, db)
     engine = _engine(settings)
-    pairs = list(iter_sample_records())
-    report = ingest_records(engine, (record for record, _ in pairs), source="sample:corpus-dev")
+    report = ingest_records(
+        engine, (record for record, _ in iter_sample_records()), source="sample:corpus-dev"
+    )
     out.print(
         f"sample: read {report.read} = stored {report.stored} + quarantined "
         f"{report.quarantined} + duplicates {report.duplicates}"
     )
-    stored, known, _ = add_labels(
-        engine, ((r["id"], bool(label), "datasheet") for r, label in pairs), labeler="import"
-    )
-    out.print(f"labels: stored {stored}, already labelled {known}")
+    _verify(settings, by="benchmark")
     _train(settings, by="benchmark", family="logistic", calibration="auto", balanced=False)
     out.print(
         "label-free estimates (the estimator saw these labels in training: in-sample; "
@@ -443,6 +475,77 @@ def demo(ctx: typer.Context, db: DbOption = None) -> None:
     )
     _estimate(settings, by="benchmark", output=None, use_labels=False, as_json=False)
     out.print(f"store: {settings.store_url}   MLflow: {settings.tracking_uri}")
+
+
+@app.command()
+def collect(
+    ctx: typer.Context,
+    prompts: Annotated[
+        Path, typer.Argument(help="Prompts JSONL: id, benchmark, question, gold, kind.")
+    ],
+    base_url: Annotated[
+        str, typer.Option(help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8089/v1.")
+    ],
+    model: Annotated[str, typer.Option(help="Model name sent with every request.")],
+    db: DbOption = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Send at most this many new prompts.")
+    ] = None,
+    benchmarks: Annotated[
+        str | None, typer.Option(help="Comma-separated benchmarks to keep (default: all).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight.")] = 2,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Most tokens per response (default from settings).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Send the prompts not yet stored to an LLM server; store responses with top-20 logprobs."""
+    from tasks.collect import collect as collect_responses
+
+    settings = _settings(ctx, db)
+    chosen = None if benchmarks is None else [b.strip() for b in benchmarks.split(",") if b.strip()]
+    with Progress(
+        TextColumn("[bold]collect"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("collect", total=None, rate="")
+
+        def advance(done: int, total: int, tokens: int) -> None:
+            elapsed = bar.tasks[task].elapsed or 0.0
+            rate = f"{tokens / elapsed:.1f} tok/s" if elapsed > 0 and tokens else ""
+            bar.update(task, completed=done, total=total, rate=rate)
+
+        report = collect_responses(
+            _engine(settings),
+            prompts,
+            base_url=base_url,
+            model=model,
+            max_tokens=settings.llm_max_tokens if max_tokens is None else max_tokens,
+            concurrency=concurrency,
+            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+            limit=limit,
+            benchmarks=chosen,
+            timeout_s=settings.llm_timeout_s,
+            keep_prompt=settings.keep_prompt_text,
+            dtype=settings.logprobs_dtype,
+            on_progress=advance,
+        )
+    server = "n/a" if report.server_tokens_per_s is None else f"{report.server_tokens_per_s:.1f}"
+    out.print(
+        f"{prompts}: sent {report.sent} = stored {report.stored} + quarantined "
+        f"{report.quarantined} + duplicates {report.duplicates}; skipped {report.skipped} "
+        f"already stored; {report.completion_tokens} tokens in {report.wall_s:.1f} s "
+        f"({report.client_tokens_per_s:.1f} tok/s; server reports {server} tok/s)"
+    )
+    if as_json:
+        out.print(json.dumps(report.as_dict()), soft_wrap=True)
 
 
 def main() -> None:

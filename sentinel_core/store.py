@@ -10,7 +10,7 @@ feature set that made them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -397,3 +397,44 @@ def slice_values(metadata: pd.Series, key: str) -> NDArray[np.str_]:
         ],
         dtype=str,
     )
+
+
+def iter_unlabelled(
+    engine: Engine, *, labeler: str, batch_size: int = 1000
+) -> Iterator[list[tuple[str, dict[str, Any], str, str | None]]]:
+    """Batches of ``(trace_id, metadata, response_text, finish_reason)`` that ``labeler`` lacks."""
+    traces, labels = _table(TraceRow), _table(LabelRow)
+    done = (
+        sa_select(labels.c.trace_id)
+        .where(labels.c.labeler == labeler, labels.c.trace_id == traces.c.id)
+        .exists()
+    )
+    query = (
+        sa_select(traces.c.id, traces.c.metadata, traces.c.response_text, traces.c.finish_reason)
+        .where(~done)
+        .order_by(traces.c.id)
+    )
+    with Session(engine) as session:
+        result = session.execute(query.execution_options(yield_per=batch_size))
+        for partition in result.partitions():
+            yield [(r[0], r[1] or {}, r[2], r[3]) for r in partition]
+
+
+def label_counts(engine: Engine, *, labeler: str, key: str) -> dict[str, dict[str, int]]:
+    """Per value of metadata ``key``: how many traces ``labeler`` labelled, how many correct."""
+    traces, labels = _table(TraceRow), _table(LabelRow)
+    with Session(engine) as session:
+        rows = session.execute(
+            sa_select(traces.c.metadata, labels.c.correct)
+            .join(labels, labels.c.trace_id == traces.c.id)
+            .where(labels.c.labeler == labeler)
+        ).all()
+    counts: dict[str, dict[str, int]] = {}
+    for metadata, correct in rows:
+        value = (metadata or {}).get(key)
+        slot = counts.setdefault(
+            "(missing)" if value is None else str(value), {"n": 0, "correct": 0}
+        )
+        slot["n"] += 1
+        slot["correct"] += int(bool(correct))
+    return dict(sorted(counts.items()))

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.factories import REAL_TRACES, chat_completion, wrapper, write_jsonl
+from tests.factories import REAL_TRACES, chat_completion, real_lines, wrapper, write_jsonl
 
 SENTINEL = str(Path(sys.executable).with_name("sentinel"))
 
@@ -76,6 +76,7 @@ def test_main_job_then_estimate_and_evaluate_end_to_end(home: Path, tmp_path: Pa
     demo = runner.invoke(app, ["demo"])
     assert demo.exit_code == 0, demo.output
     assert "sample: read 134 = stored 134 + quarantined 0 + duplicates 0" in demo.output
+    assert "verified 134 new traces (63 correct)" in demo.output
     assert "registered version 1 as champion" in demo.output
     assert "olympiadbench" in demo.output
 
@@ -108,3 +109,35 @@ def test_main_job_then_estimate_and_evaluate_end_to_end(home: Path, tmp_path: Pa
     summary = _last_json(evaluate.output)
     assert {row["method"] for row in summary} == {"lr_11d", "atc_H_max", "lr_H_max"}
     assert all(row["g"] == 1 and 0.0 <= row["median_aee"] <= 1.0 for row in summary)
+
+
+def test_verify_labels_real_responses_once_and_reports_per_slice(home: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(app, ["ingest", str(REAL_TRACES)])
+    first = runner.invoke(app, ["verify", "--by", "benchmark", "--json"])
+    again = runner.invoke(app, ["verify", "--json"])
+    assert first.exit_code == 0, first.output
+    counts = _last_json(first.output)
+    assert isinstance(counts, dict) and len(counts) == 14
+    assert all(c["n"] == 1 and c["correct"] in (0, 1) for c in counts.values())
+    assert "verified 0 new traces" in again.output
+    assert _last_json(again.output) == counts
+
+
+def test_labels_import_reads_a_csv_and_reports_unknown_ids(home: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(app, ["ingest", str(REAL_TRACES)])
+    first_id = json.loads(real_lines()[0])["id"]
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text(f"id,correct\n{first_id},1\nunknown-id,0\n")
+    result = runner.invoke(app, ["labels", "import", str(csv_path)])
+    assert result.exit_code == 0, result.output
+    assert "labels: stored 1, already labelled 0, unknown trace ids 1" in result.output
+
+
+def test_labels_import_rejects_a_value_that_is_not_0_or_1(home: Path, tmp_path: Path) -> None:
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("id,correct\nx,maybe\n")
+    result = CliRunner().invoke(app, ["labels", "import", str(csv_path)])
+    assert result.exit_code != 0
+    assert "expected 0/1 in column 'correct'" in str(result.exception)

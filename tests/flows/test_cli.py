@@ -118,7 +118,8 @@ def test_verify_labels_real_responses_once_and_reports_per_slice(home: Path) -> 
     again = runner.invoke(app, ["verify", "--json"])
     assert first.exit_code == 0, first.output
     counts = _last_json(first.output)
-    assert isinstance(counts, dict) and len(counts) == 14
+    assert isinstance(counts, dict)
+    assert len(counts) == 14
     assert all(c["n"] == 1 and c["correct"] in (0, 1) for c in counts.values())
     assert "verified 0 new traces" in again.output
     assert _last_json(again.output) == counts

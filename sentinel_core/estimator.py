@@ -1,0 +1,521 @@
+"""The estimator ``f: R^d -> [0, 1]`` of ``P(correct | h(x))`` and the ATC baseline.
+
+:class:`EntropyEstimator` is the classifier of METHOD §5, written to the scikit-learn
+contract (``__init__`` only stores parameters, ``fit`` validates and returns ``self``,
+learned state ends in ``_``, ``check_is_fitted`` guards use) so that it clones,
+pickles, cross-validates and sits in a ``Pipeline`` like any scikit-learn classifier.
+Its model is ``StandardScaler`` followed by a logistic regression (default), a random
+forest or a small MLP; hyper-parameters are chosen by ``GridSearchCV`` on log-loss and
+the chosen pipeline is cross-fitted and calibrated by ``CalibratedClassifierCV``.
+
+:class:`ATCEstimator` is average thresholded confidence (Garg et al., 2022), the simple
+baseline every estimate is measured against (METHOD §7), on one score whose
+confident side is given by :data:`CONFIDENT_DIRECTION`.
+
+:func:`estimate_held_out_calibration_error` measures how far slice means of an
+estimator's probabilities fall from slice accuracies on slices it was not trained on;
+METHOD §6 widens label-free intervals by that amount.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any, Final, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
+from sentinel_core.errors import InvalidInputError, NotFittedError
+
+__all__ = [
+    "CONFIDENT_DIRECTION",
+    "CONSTANT_PROBA_RANGE",
+    "ISOTONIC_MIN_LABELS",
+    "PARAM_GRIDS",
+    "ATCEstimator",
+    "Calibration",
+    "EntropyEstimator",
+    "Family",
+    "ProbabilisticClassifier",
+    "estimate_held_out_calibration_error",
+]
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Family = Literal["logistic", "forest", "mlp"]
+Calibration = Literal["auto", "isotonic", "sigmoid", "none"]
+
+#: Training sets with at least this many labels are calibrated with isotonic
+#: regression under ``calibration="auto"``; smaller ones with a sigmoid (Platt), which
+#: has two parameters and does not overfit a few hundred labels (scikit-learn's user
+#: guide, "Probability calibration", advises against isotonic below ~1000 samples).
+ISOTONIC_MIN_LABELS: Final[int] = 1000
+
+#: ``P(correct)`` predicted after training on a single class: the training accuracy
+#: (0 or 1) clipped to this range. A supervision set that is all correct says the
+#: target is probably easy, not that every response is certainly right; the clip keeps
+#: log-loss finite and leaves the estimate 0.01 from the observed rate.
+CONSTANT_PROBA_RANGE: Final[tuple[float, float]] = (0.01, 0.99)
+
+#: The grid ``search=True`` explores per family (step ``model`` of the pipeline).
+#: Small on purpose: supervision sets hold hundreds to a few thousand labels, and the
+#: paper finds a plain logistic regression matches flexible learners.
+PARAM_GRIDS: Final[Mapping[str, Mapping[str, tuple[Any, ...]]]] = MappingProxyType(
+    {
+        "logistic": MappingProxyType({"model__C": (0.01, 0.1, 1.0, 10.0, 100.0)}),
+        "forest": MappingProxyType(
+            {"model__min_samples_leaf": (1, 5, 20), "model__max_depth": (None, 6)}
+        ),
+        "mlp": MappingProxyType(
+            {"model__hidden_layer_sizes": ((8,), (32,)), "model__alpha": (1e-3, 1e-1, 10.0)}
+        ),
+    }
+)
+
+#: Score name -> True when a HIGHER value means a more confident response, for ATC.
+#: Entropies (and their sum, SEA/EAS) and perplexity measure uncertainty: lower is
+#: confident. Log-likelihoods, log-probs, max-probability and margin measure
+#: confidence: higher is confident. The spread H_std is lower for a steady, confident
+#: trajectory. H_skew and H_kurt are heuristics: a mostly near-zero entropy trajectory
+#: with rare spikes is right-skewed and heavy-tailed, a uniformly uncertain one is not,
+#: so higher is taken as confident; the protocol does not use ATC on these two.
+CONFIDENT_DIRECTION: Final[Mapping[str, bool]] = MappingProxyType(
+    {
+        "H_max": False,
+        "H_mean": False,
+        "H_std": False,
+        "H_q10": False,
+        "H_q25": False,
+        "H_q50": False,
+        "H_q75": False,
+        "H_q90": False,
+        "H_skew": True,
+        "H_kurt": True,
+        "H_sea": False,
+        "seq_loglik": True,
+        "mean_logprob": True,
+        "perplexity": False,
+        "min_logprob": True,
+        "mean_max_prob": True,
+        "mean_margin": True,
+        "mean_entropy": False,
+        "max_entropy": False,
+        "eas": False,
+    }
+)
+
+_FAMILIES: Final[tuple[str, ...]] = ("logistic", "forest", "mlp")
+_CALIBRATIONS: Final[tuple[str, ...]] = ("auto", "isotonic", "sigmoid", "none")
+
+
+class ProbabilisticClassifier(Protocol):
+    """What :func:`estimate_held_out_calibration_error` needs of an estimator."""
+
+    def fit(self, X: Any, y: Any) -> Any: ...
+
+    def predict_proba(self, X: Any) -> Any: ...
+
+
+def _make_model(family: str, random_state: int) -> Any:
+    """The unfitted final step of the pipeline, with the fixed defaults of ``search=False``.
+
+    - logistic: L2, ``C=1``, lbfgs with ``max_iter=1000`` so standardised inputs converge.
+    - forest: 100 trees, ``min_samples_leaf=5`` so leaves give smooth probabilities.
+    - mlp: one hidden layer of 16 units, ``alpha=1e-2``, lbfgs (scikit-learn's advice for
+      small data sets) stopping at a gradient of ``tol=1e-3`` (ample for probabilities
+      that are calibrated afterwards; 1e-4 took 5-10x the iterations), capped at
+      ``max_iter=200``: the cap bounds the cost and acts as early stopping; see
+      :func:`_tolerating_mlp_iteration_cap`.
+    """
+    if family == "logistic":
+        return LogisticRegression(C=1.0, max_iter=1000, random_state=random_state)
+    if family == "forest":
+        return RandomForestClassifier(
+            n_estimators=100, min_samples_leaf=5, random_state=random_state
+        )
+    return MLPClassifier(
+        hidden_layer_sizes=(16,),
+        alpha=1e-2,
+        solver="lbfgs",
+        tol=1e-3,
+        max_iter=200,
+        random_state=random_state,
+    )
+
+
+@contextmanager
+def _tolerating_mlp_iteration_cap(family: str) -> Iterator[None]:
+    """Silence ``ConvergenceWarning`` for MLP fits only.
+
+    Why: the MLP's ``max_iter`` is a deliberate budget (it bounds the cost of every
+    protocol fit and regularises like early stopping); lbfgs reports reaching it as a
+    ``ConvergenceWarning``. The capped network is a valid model and is calibrated
+    afterwards. Logistic regression keeps its warnings: it must converge.
+    """
+    with warnings.catch_warnings():
+        if family == "mlp":
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        yield
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    """The process's BLAS thread pools, inspected once (a fresh inspection costs ~5 ms)."""
+    return ThreadpoolController()
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Run the block with BLAS limited to one thread.
+
+    Why: the estimator's matrices are tiny (hundreds to thousands of rows by 11
+    columns), so BLAS threads only add synchronisation; on a busy 2-core machine they
+    made an MLP fit 13x and the protocol 3x slower.
+    """
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+class EntropyEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Calibrated binary classifier of ``P(correct | features)`` (METHOD §5).
+
+    Parameters:
+        family: ``"logistic"`` (default), ``"forest"`` or ``"mlp"``; see
+            :func:`_make_model` for the fixed defaults and :data:`PARAM_GRIDS` for the
+            grid searched.
+        calibration: ``"isotonic"``, ``"sigmoid"``, or ``"auto"``: isotonic when the
+            training set holds at least :data:`ISOTONIC_MIN_LABELS` labels, sigmoid below.
+            ``"none"`` fits the pipeline on all data, uncalibrated: only for a model that
+            is calibrated by construction, such as an unweighted logistic regression in
+            the sigmoid regime, where Platt scaling refits the same logistic family
+            (``sigmoid(a * (w.x + b) + c)``) and only adds cross-fitting noise and cost.
+            It leaves class balancing uncorrected.
+        class_weight: ``None`` or ``"balanced"``. Balancing reweights the base model's
+            fit only; the calibrator is fitted on unweighted held-out folds, so the
+            calibrated probabilities still average to the accuracy.
+        cv: folds for the search and for cross-fitted calibration (at least 2).
+        search: choose hyper-parameters by ``GridSearchCV`` on log-loss over the
+            family's grid; ``False`` uses the fixed defaults (fast; the protocol uses it).
+        random_state: seed of the fold shuffling and of the models.
+
+    Labels: any two classes; the larger one (1 for 0/1, ``True`` for booleans) is
+    "correct", and :meth:`predict_correct_proba` returns its probability.
+
+    Small training sets, decided in :meth:`fit` and recorded in attributes:
+
+    - one class in ``y``: no model is fitted; ``constant_`` is True and the estimator
+      predicts the training accuracy (0 or 1) clipped to :data:`CONSTANT_PROBA_RANGE`.
+      This needs 0/1 (or boolean) labels, so that "correct" is defined.
+    - fewer members in the minority class than ``cv``: the folds are reduced to the
+      minority count, so every stratified fold holds both classes.
+    - a minority class of one: neither search nor calibration can be cross-fitted; the
+      pipeline with fixed defaults is fitted on all data and left uncalibrated
+      (``calibration_method_ == "none"``).
+
+    Attributes:
+        classes_: the two class labels, shape ``(2,)``.
+        n_features_in_, feature_names_in_: as scikit-learn sets them.
+        constant_: True when trained on a single class.
+        constant_proba_: the constant ``P(correct)`` when ``constant_``, else NaN.
+        n_folds_: folds actually used by the search and calibration (0 when neither ran).
+        calibration_method_: ``"isotonic"``, ``"sigmoid"`` or ``"none"``.
+        best_params_: hyper-parameters chosen by the search (empty without search).
+        model_: the fitted ``CalibratedClassifierCV`` or ``Pipeline``; None when constant.
+    """
+
+    def __init__(
+        self,
+        family: Family = "logistic",
+        calibration: Calibration = "auto",
+        class_weight: Literal["balanced"] | None = None,
+        cv: int = 5,
+        search: bool = True,
+        random_state: int = 0,
+    ) -> None:
+        self.family = family
+        self.calibration = calibration
+        self.class_weight = class_weight
+        self.cv = cv
+        self.search = search
+        self.random_state = random_state
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def _check_params(self) -> None:
+        if self.family not in _FAMILIES:
+            raise InvalidInputError(f"family must be one of {_FAMILIES}, got {self.family!r}")
+        if self.calibration not in _CALIBRATIONS:
+            raise InvalidInputError(
+                f"calibration must be one of {_CALIBRATIONS}, got {self.calibration!r}"
+            )
+        if self.class_weight not in (None, "balanced"):
+            raise InvalidInputError(
+                f"class_weight must be None or 'balanced', got {self.class_weight!r}"
+            )
+        if isinstance(self.cv, bool) or not isinstance(self.cv, int) or self.cv < 2:
+            raise InvalidInputError(f"cv must be an integer >= 2, got {self.cv!r}")
+
+    def fit(self, X: Any, y: Any) -> EntropyEstimator:
+        """Fit on features ``X`` of shape ``(n, d)`` and binary labels ``y`` of shape ``(n,)``."""
+        with _one_blas_thread():
+            return self._fit(X, y)
+
+    def _fit(self, X: Any, y: Any) -> EntropyEstimator:
+        self._check_params()
+        X, y = validate_data(self, X, y)
+        check_classification_targets(y)
+        classes, y_index = np.unique(y, return_inverse=True)
+        if classes.size > 2:
+            raise InvalidInputError(
+                "Only binary classification is supported. The type of the target is "
+                f"multiclass: y must hold 2 classes, got {classes.size}: {classes[:5].tolist()}"
+            )
+        self.best_params_: dict[str, Any] = {}
+        if classes.size == 1:
+            return self._fit_constant(classes.tolist()[0], np.asarray(y).dtype)
+        self.classes_ = classes
+        self.constant_ = False
+        self.constant_proba_ = float("nan")
+        y01 = y_index.astype(np.int64)
+        fit_params = self._fit_params(y01)
+        pipeline = Pipeline(
+            [("scale", StandardScaler()), ("model", _make_model(self.family, self.random_state))]
+        )
+        n_folds = int(min(self.cv, np.bincount(y01).min()))
+        self.calibration_method_ = self._calibration_method(y01.size) if n_folds >= 2 else "none"
+        cross_fitted = self.search or self.calibration_method_ != "none"
+        self.n_folds_ = n_folds if n_folds >= 2 and cross_fitted else 0
+        model: Any = pipeline
+        if self.n_folds_:
+            folds = StratifiedKFold(self.n_folds_, shuffle=True, random_state=self.random_state)
+            if self.search:
+                pipeline = model = self._searched(pipeline, X, y01, folds, fit_params)
+            if self.calibration_method_ != "none":
+                model = CalibratedClassifierCV(pipeline, method=self.calibration_method_, cv=folds)
+        with _tolerating_mlp_iteration_cap(self.family):
+            self.model_ = model.fit(X, y01, **fit_params)
+        return self
+
+    def _fit_constant(self, label: Any, dtype: np.dtype[Any]) -> EntropyEstimator:
+        """Record the single-class fallback; see the class docstring."""
+        if dtype.kind not in "biuf" or label not in (0, 1):
+            raise InvalidInputError(
+                f"y holds a single class {label!r}; a one-class fit needs 0/1 labels so "
+                "that P(correct) is defined"
+            )
+        low, high = CONSTANT_PROBA_RANGE
+        self.classes_ = np.array([0, 1]).astype(dtype)
+        self.constant_ = True
+        self.constant_proba_ = float(np.clip(float(label), low, high))
+        self.n_folds_ = 0
+        self.calibration_method_ = "none"
+        self.model_ = None
+        return self
+
+    def _fit_params(self, y01: npt.NDArray[np.int64]) -> dict[str, Any]:
+        """Balanced weights go to the model step only, never to the calibrator."""
+        if self.class_weight is None:
+            return {}
+        return {"model__sample_weight": compute_sample_weight("balanced", y01)}
+
+    def _calibration_method(self, n_labels: int) -> str:
+        if self.calibration != "auto":
+            return str(self.calibration)
+        return "isotonic" if n_labels >= ISOTONIC_MIN_LABELS else "sigmoid"
+
+    def _searched(
+        self,
+        pipeline: Any,
+        X: Any,
+        y01: npt.NDArray[np.int64],
+        folds: Any,
+        fit_params: dict[str, Any],
+    ) -> Any:
+        """Return ``pipeline`` (unfitted) set to the grid point of best CV log-loss."""
+        grid = {name: list(values) for name, values in PARAM_GRIDS[self.family].items()}
+        search = GridSearchCV(
+            pipeline,
+            grid,
+            scoring="neg_log_loss",
+            cv=folds,
+            refit=False,
+            error_score="raise",
+        )
+        with _tolerating_mlp_iteration_cap(self.family):
+            search.fit(X, y01, **fit_params)
+        self.best_params_ = dict(search.best_params_)
+        return pipeline.set_params(**self.best_params_)
+
+    def predict_proba(self, X: Any) -> FloatArray:
+        """Class probabilities, shape ``(n, 2)``, columns in ``classes_`` order."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        if self.constant_:
+            p_correct = np.full(X.shape[0], self.constant_proba_, dtype=np.float64)
+        else:
+            with _one_blas_thread():
+                p_correct = np.asarray(self.model_.predict_proba(X)[:, 1], dtype=np.float64)
+        return np.column_stack([1.0 - p_correct, p_correct])
+
+    def predict_correct_proba(self, X: Any) -> FloatArray:
+        """``P(correct)`` per row, shape ``(n,)``: the probability of ``classes_[1]``."""
+        return self.predict_proba(X)[:, 1]
+
+    def predict(self, X: Any) -> npt.NDArray[Any]:
+        """The more probable class per row, shape ``(n,)`` (ties go to ``classes_[0]``)."""
+        proba = self.predict_proba(X)
+        return np.asarray(self.classes_[np.argmax(proba, axis=1)])
+
+
+def _as_scores(name: str, values: npt.ArrayLike) -> FloatArray:
+    """Validate a finite, non-empty 1-D score vector of shape ``(n,)``."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0:
+        raise InvalidInputError(f"{name} must be a non-empty 1-D array, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise InvalidInputError(f"{name} must be finite, got {int(np.sum(~np.isfinite(array)))}")
+    return array
+
+
+def _as_binary_labels(values: npt.ArrayLike, n: int) -> FloatArray:
+    labels = np.asarray(values, dtype=np.float64)
+    if labels.shape != (n,):
+        raise InvalidInputError(
+            f"scores and y must be the same length, but scores is length {n} "
+            f"and y has shape {labels.shape}"
+        )
+    bad = ~np.isin(labels, (0.0, 1.0))
+    if np.any(bad):
+        raise InvalidInputError(f"y must hold 0/1 labels, got values {np.unique(labels[bad])[:5]}")
+    return labels
+
+
+class ATCEstimator:
+    """Average thresholded confidence (Garg et al., 2022) on a single score.
+
+    ``fit`` picks a threshold ``t`` on source (training) responses so that the share on
+    the confident side equals the source accuracy; ``estimate`` is the share of target
+    responses on the confident side. The confident side is ``score > t`` when
+    ``higher_is_confident`` else ``score < t`` (strict in both cases).
+
+    Threshold rule: ``t`` is the source score value whose confident share is closest to
+    the source accuracy (the ``1 - acc`` empirical quantile when scores are distinct;
+    with tied scores the exact share may be out of reach and the closest one is taken,
+    the larger share on a draw). When the source accuracy is 1 (or 0) every source
+    response is (or none is) confident whatever ``t``; the threshold is then ``-inf``
+    (or ``+inf``) in the confident direction, so every target estimate equals that
+    accuracy: the source says nothing about where failures begin.
+
+    Attributes:
+        threshold_: ``t`` in the score's own units.
+        source_accuracy_: accuracy of the source responses.
+    """
+
+    def __init__(self, higher_is_confident: bool) -> None:
+        self.higher_is_confident = higher_is_confident
+
+    @classmethod
+    def for_score(cls, name: str) -> ATCEstimator:
+        """An unfitted ATC for a score named in :data:`CONFIDENT_DIRECTION`."""
+        if name not in CONFIDENT_DIRECTION:
+            raise InvalidInputError(
+                f"score must be one of {sorted(CONFIDENT_DIRECTION)}, got {name!r}"
+            )
+        return cls(higher_is_confident=CONFIDENT_DIRECTION[name])
+
+    def _oriented(self, scores: FloatArray) -> FloatArray:
+        """Scores turned so that higher is always more confident."""
+        return scores if self.higher_is_confident else -scores
+
+    def fit(self, scores: npt.ArrayLike, y: npt.ArrayLike) -> ATCEstimator:
+        """Fit on source scores and 0/1 correctness, both of shape ``(n,)``."""
+        s = _as_scores("scores", scores)
+        labels = _as_binary_labels(y, s.size)
+        accuracy = float(labels.mean())
+        self.source_accuracy_ = accuracy
+        if accuracy in (0.0, 1.0):
+            oriented_t = np.inf if accuracy == 0.0 else -np.inf
+        else:
+            values, counts = np.unique(self._oriented(s), return_counts=True)
+            share_above = (s.size - np.cumsum(counts)) / s.size  # share with value > values[j]
+            oriented_t = float(values[np.argmin(np.abs(share_above - accuracy))])
+        self.threshold_ = oriented_t if self.higher_is_confident else -oriented_t
+        return self
+
+    def confident(self, scores: npt.ArrayLike) -> BoolArray:
+        """Whether each response is on the confident side, shape ``(n,)``."""
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError("ATCEstimator must be fitted before use; call fit(scores, y)")
+        s = _as_scores("scores", scores)
+        if self.higher_is_confident:
+            return np.asarray(s > self.threshold_)
+        return np.asarray(s < self.threshold_)
+
+    def estimate(self, scores: npt.ArrayLike) -> float:
+        """Estimated accuracy of the target responses: their confident share."""
+        return float(np.mean(self.confident(scores)))
+
+
+def estimate_held_out_calibration_error(
+    X: npt.ArrayLike,
+    y: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    *,
+    estimator_factory: Callable[[], ProbabilisticClassifier],
+) -> float:
+    """Typical error of slice-mean ``P(correct)`` on slices left out of training.
+
+    Leave-one-slice-out: for every group, fit a fresh estimator from
+    ``estimator_factory()`` on the other groups and compare the mean predicted
+    ``P(correct)`` on the held-out group with its accuracy. Returns the MEDIAN of the
+    absolute errors, the typical miss that METHOD §6 adds to label-free intervals; a
+    mean would let one pathological slice widen every interval. NaN with fewer than two
+    groups, where nothing can be held out.
+
+    Args:
+        X: features, shape ``(n, d)`` (converted to a float array; names are dropped).
+        y: 0/1 correctness, shape ``(n,)``.
+        groups: slice key per row, shape ``(n,)``.
+        estimator_factory: makes an unfitted estimator, e.g.
+            ``lambda: EntropyEstimator(search=False)``.
+    """
+    features = np.asarray(X, dtype=np.float64)
+    keys = np.asarray(groups)
+    if features.ndim != 2:
+        raise InvalidInputError(f"X must be 2-D of shape (n, d), got shape {features.shape}")
+    labels = _as_binary_labels(y, features.shape[0])
+    if keys.shape != (features.shape[0],):
+        raise InvalidInputError(
+            f"X and groups must be the same length, but X has {features.shape[0]} rows "
+            f"and groups has shape {keys.shape}"
+        )
+    unique = np.unique(keys)
+    if unique.size < 2:
+        return float("nan")
+    errors = np.empty(unique.size)
+    for i, key in enumerate(unique):
+        held_out = keys == key
+        model = estimator_factory().fit(features[~held_out], labels[~held_out])
+        p_correct = np.asarray(model.predict_proba(features[held_out]), dtype=np.float64)[:, 1]
+        errors[i] = abs(float(p_correct.mean()) - float(labels[held_out].mean()))
+    return float(np.median(errors))

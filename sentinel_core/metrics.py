@@ -1,0 +1,192 @@
+"""How accuracy estimates and per-response probabilities are judged (METHOD §7).
+
+Slice-level scores compare one estimate per slice with the slice's true accuracy:
+
+- :func:`aee`, the accuracy estimation error, mean over slices of ``|A_hat - A|``;
+- :func:`spearman_rho`, whether the estimates rank the slices as the truths do;
+- :func:`accuracy_floor`, the error a *perfect* estimator still shows on a slice of
+  ``n`` responses, because the observed accuracy is itself a binomial mean. Print it
+  beside every AEE: an AEE near the floor cannot be improved by a better estimator.
+
+Instance-level scores judge ``P(correct)`` per response against 0/1 labels:
+:func:`auroc` (ranking), :func:`ece` and :func:`brier` (calibration).
+
+Every function takes 1-D array-likes of shape ``(n,)``, validates ranges up front and
+raises :class:`~sentinel_core.errors.InvalidInputError` with what was expected and what
+came. Scores that are undefined on the input (a ranking of one slice, an AUROC with one
+class) are ``NaN`` by design, never a warning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+from sentinel_core.errors import InvalidInputError
+
+__all__ = ["accuracy_floor", "aee", "auroc", "brier", "ece", "spearman_rho"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _as_vector(name: str, values: npt.ArrayLike, *, allow_empty: bool = False) -> FloatArray:
+    """Return ``values`` as a finite float vector of shape ``(n,)`` or raise."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name} must be numeric, got {values!r:.80}") from exc
+    if array.ndim != 1:
+        raise InvalidInputError(f"{name} must be 1-D of shape (n,), got shape {array.shape}")
+    if not allow_empty and array.size == 0:
+        raise InvalidInputError(f"{name} must hold at least one value, got an empty array")
+    n_bad = int(np.sum(~np.isfinite(array)))
+    if n_bad:
+        raise InvalidInputError(f"{name} must be finite, got {n_bad} NaN/inf values")
+    return array
+
+
+def _check_same_length(name_a: str, a: FloatArray, name_b: str, b: FloatArray) -> None:
+    if a.shape != b.shape:
+        raise InvalidInputError(
+            f"{name_a} and {name_b} must be the same length, "
+            f"but {name_a} is length {a.size} and {name_b} is length {b.size}"
+        )
+
+
+def _as_probabilities(name: str, values: npt.ArrayLike) -> FloatArray:
+    array = _as_vector(name, values)
+    if np.any((array < 0.0) | (array > 1.0)):
+        raise InvalidInputError(
+            f"{name} must lie in [0, 1], got values in [{array.min():.4g}, {array.max():.4g}]"
+        )
+    return array
+
+
+def _as_labels(name: str, values: npt.ArrayLike) -> FloatArray:
+    array = _as_vector(name, values)
+    bad = ~np.isin(array, (0.0, 1.0))
+    if np.any(bad):
+        shown = np.unique(array[bad])[:5].tolist()
+        raise InvalidInputError(f"{name} must hold 0/1 labels, got values {shown}")
+    return array
+
+
+def _probs_and_labels(probs: npt.ArrayLike, y: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    p = _as_probabilities("probs", probs)
+    labels = _as_labels("y", y)
+    _check_same_length("probs", p, "y", labels)
+    return p, labels
+
+
+def aee(estimates: npt.ArrayLike, truths: npt.ArrayLike) -> float:
+    """Accuracy estimation error: mean over slices of ``|A_hat - A|``.
+
+    Args:
+        estimates: estimated accuracy per slice, shape ``(n_slices,)``, in [0, 1].
+        truths: true accuracy per slice, shape ``(n_slices,)``, in [0, 1].
+    """
+    a_hat = _as_probabilities("estimates", estimates)
+    a = _as_probabilities("truths", truths)
+    _check_same_length("estimates", a_hat, "truths", a)
+    return float(np.mean(np.abs(a_hat - a)))
+
+
+def spearman_rho(estimates: npt.ArrayLike, truths: npt.ArrayLike) -> float:
+    """Spearman rank correlation between estimated and true slice accuracies.
+
+    Pearson correlation of average ranks, so ties are handled as scipy does. Returns
+    ``NaN`` when there are fewer than 2 slices or when either input is constant: a
+    ranking is then undefined, and NaN keeps it out of medians instead of faking 0.
+
+    Args:
+        estimates: shape ``(n_slices,)``.
+        truths: shape ``(n_slices,)``.
+    """
+    a_hat = _as_vector("estimates", estimates, allow_empty=True)
+    a = _as_vector("truths", truths, allow_empty=True)
+    _check_same_length("estimates", a_hat, "truths", a)
+    if a.size < 2 or np.ptp(a_hat) == 0.0 or np.ptp(a) == 0.0:
+        return float("nan")
+    ranks_hat = stats.rankdata(a_hat)
+    ranks = stats.rankdata(a)
+    centred_hat = ranks_hat - ranks_hat.mean()
+    centred = ranks - ranks.mean()
+    denominator = np.sqrt(np.sum(centred_hat**2) * np.sum(centred**2))
+    return float(np.clip(np.sum(centred_hat * centred) / denominator, -1.0, 1.0))
+
+
+def auroc(probs: npt.ArrayLike, y: npt.ArrayLike) -> float:
+    """Area under the ROC curve of ``P(correct)`` against 0/1 correctness.
+
+    Computed as the Mann-Whitney statistic on average ranks (ties count one half).
+    Returns ``NaN`` when ``y`` holds a single class, where the AUROC is undefined.
+
+    Args:
+        probs: ``P(correct)`` per response, shape ``(n,)``, in [0, 1].
+        y: 1 if the response was correct else 0, shape ``(n,)``.
+    """
+    p, labels = _probs_and_labels(probs, y)
+    n_pos = int(labels.sum())
+    n_neg = labels.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = stats.rankdata(p)
+    rank_sum_pos = float(ranks[labels == 1.0].sum())
+    return (rank_sum_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def ece(probs: npt.ArrayLike, y: npt.ArrayLike, *, n_bins: int = 10) -> float:
+    """Expected calibration error with equal-width bins, weighted by bin size.
+
+    ``ECE = sum_b (n_b / n) * |mean(y in b) - mean(P in b)|`` over non-empty bins. Bin
+    ``b`` holds ``P`` with ``floor(P * n_bins) == b``; ``P = 1`` falls in the last bin.
+
+    Args:
+        probs: ``P(correct)`` per response, shape ``(n,)``, in [0, 1].
+        y: 0/1 correctness, shape ``(n,)``.
+        n_bins: number of equal-width bins on [0, 1], at least 1.
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise InvalidInputError(f"n_bins must be a positive integer, got {n_bins!r}")
+    p, labels = _probs_and_labels(probs, y)
+    bins = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    sum_p = np.bincount(bins, weights=p, minlength=n_bins)
+    sum_y = np.bincount(bins, weights=labels, minlength=n_bins)
+    # |sum_y - sum_p| / n  ==  (n_b / n) * |mean_y - mean_p|, and is 0 for empty bins.
+    return float(np.sum(np.abs(sum_y - sum_p)) / p.size)
+
+
+def brier(probs: npt.ArrayLike, y: npt.ArrayLike) -> float:
+    """Brier score, ``mean((P - y)^2)``; 0 is perfect, 0.25 is a constant 0.5.
+
+    Args:
+        probs: ``P(correct)`` per response, shape ``(n,)``, in [0, 1].
+        y: 0/1 correctness, shape ``(n,)``.
+    """
+    p, labels = _probs_and_labels(probs, y)
+    return float(np.mean((p - labels) ** 2))
+
+
+def accuracy_floor(n: int, accuracy: float) -> float:
+    """Expected ``|A_hat - A|`` of a perfect estimator on a slice of ``n`` responses.
+
+    The observed accuracy ``A`` of a slice is a mean of ``n`` Bernoulli(p) outcomes, so
+    even an estimator that knows ``p`` exactly errs by ``E|K/n - p|`` with
+    ``K ~ Binomial(n, p)``. This is computed exactly from the binomial pmf, shape
+    ``(n + 1,)``. It is the floor below which no AEE on such a slice can go; for p = 0.5
+    it is about ``0.4 / sqrt(n)``.
+
+    Args:
+        n: number of responses in the slice, at least 1.
+        accuracy: the slice's true accuracy ``p`` in [0, 1] (in practice its observed
+            accuracy, the best available value of ``p``).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InvalidInputError(f"n must be a positive integer, got {n!r}")
+    p = float(accuracy)
+    if not 0.0 <= p <= 1.0:
+        raise InvalidInputError(f"accuracy must lie in [0, 1], got {accuracy!r}")
+    k = np.arange(int(n) + 1)
+    pmf = stats.binom.pmf(k, int(n), p)
+    return float(np.sum(pmf * np.abs(k / int(n) - p)))

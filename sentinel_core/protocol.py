@@ -1,0 +1,320 @@
+"""The exhaustive group protocol of METHOD §7.
+
+With ``B`` slices (benchmarks), for every group size ``g`` in ``1..max_g`` and every one
+of the ``C(B, g)`` groups of ``g`` slices, each method is trained on the group's
+responses and estimates the accuracy of every OTHER slice. :func:`run_group_protocol`
+returns one tidy row per (method, group, held-out slice); :func:`summarise_protocol`
+reduces it to the distribution of AEE and Spearman rho over groups per (method, g),
+beside the AEE floor a perfect estimator would show on those slices.
+
+Methods (names exactly as below; :func:`default_methods` lists them all):
+
+- ``lr_11d``, ``rf_11d``, ``mlp_11d``: :class:`~sentinel_core.estimator.EntropyEstimator`
+  on the 11-d entropy profile (logistic, forest, MLP);
+- ``lr_<score>``: the logistic estimator on one column, for every profile statistic
+  and every baseline score;
+- ``atc_H_max``, ``atc_seq_loglik``, ``atc_H_sea``: ATC on one score (any
+  ``atc_<score>`` with a known confident direction is accepted).
+
+A slice's estimate is the mean predicted ``P(correct)`` of its responses (the ATC
+share for ATC). To keep the protocol fast, every estimator runs with ``search=False``
+(fixed hyper-parameters) and :data:`PROTOCOL_CV` calibration folds, each method is
+fitted once per group, and its predictions for all held-out rows come from one call.
+The 20 one-column logistic models run with ``calibration="none"``: Platt scaling of a
+logistic regression on one score is another logistic regression on that score, so the
+cross-fitted calibration would only add noise, and it cost ~4x their fitting time.
+The 11-d models keep the estimator's full calibration, as it is served.
+Tiny or single-class training sets are handled by the estimator's documented
+fallbacks, not by catching errors here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from sentinel_core.errors import InvalidInputError
+from sentinel_core.estimator import (
+    CONFIDENT_DIRECTION,
+    ATCEstimator,
+    Calibration,
+    EntropyEstimator,
+    Family,
+)
+from sentinel_core.features import BASELINE_NAMES, FEATURE_NAMES
+from sentinel_core.metrics import accuracy_floor
+
+__all__ = [
+    "PROTOCOL_CV",
+    "SUMMARY_COLUMNS",
+    "TIDY_COLUMNS",
+    "default_methods",
+    "run_group_protocol",
+    "summarise_protocol",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Calibration folds in the protocol: 2, the fewest that still cross-fit. Measured on
+#: 14 slices x 134 traces, all 26 methods, max_g=2 (105 groups) on one core: 68-75 s
+#: with 2 folds, 102 s with 3; the 100-tree forest, refitted per fold, is ~2/3 of it.
+#: Pass ``cv=`` to :func:`run_group_protocol` for more folds in a final run.
+PROTOCOL_CV: Final[int] = 2
+
+TIDY_COLUMNS: Final[tuple[str, ...]] = (
+    "method",
+    "g",
+    "group",
+    "slice",
+    "estimate",
+    "truth",
+    "n",
+)
+SUMMARY_COLUMNS: Final[tuple[str, ...]] = (
+    "method",
+    "g",
+    "median_aee",
+    "iqr_aee",
+    "median_rho",
+    "n_groups",
+    "floor",
+)
+
+_MULTI_FEATURE: Final[dict[str, Family]] = {
+    "lr_11d": "logistic",
+    "rf_11d": "forest",
+    "mlp_11d": "mlp",
+}
+
+
+def default_methods() -> tuple[str, ...]:
+    """Every method of the protocol, in report order (26 names)."""
+    singles = tuple(f"lr_{name}" for name in (*FEATURE_NAMES, *BASELINE_NAMES))
+    return ("lr_11d", "rf_11d", "mlp_11d", *singles, "atc_H_max", "atc_seq_loglik", "atc_H_sea")
+
+
+@dataclass(frozen=True)
+class _Method:
+    """A parsed method name: the columns it reads and how it predicts."""
+
+    name: str
+    columns: tuple[str, ...]
+    family: Family | None  # EntropyEstimator family, or None for ATC
+    calibration: Calibration
+    cv: int  # calibration folds of the EntropyEstimator
+
+    def predict(self, X_train: FloatArray, y_train: FloatArray, X_test: FloatArray) -> FloatArray:
+        """Fit on ``(n_train, d)`` and return per-row ``P(correct)`` for ``(n_test, d)``."""
+        if self.family is None:
+            atc = ATCEstimator.for_score(self.columns[0]).fit(X_train[:, 0], y_train)
+            return atc.confident(X_test[:, 0]).astype(np.float64)
+        estimator = EntropyEstimator(
+            family=self.family,
+            calibration=self.calibration,
+            search=False,
+            cv=self.cv,
+            random_state=0,
+        )
+        return estimator.fit(X_train, y_train).predict_correct_proba(X_test)
+
+
+def _parse_method(name: str, available: Sequence[str], cv: int) -> _Method:
+    if name in _MULTI_FEATURE:
+        method = _Method(name, FEATURE_NAMES, _MULTI_FEATURE[name], "auto", cv)
+    elif name.startswith("lr_"):
+        method = _Method(name, (name.removeprefix("lr_"),), "logistic", "none", cv)
+    elif name.startswith("atc_") and name.removeprefix("atc_") in CONFIDENT_DIRECTION:
+        method = _Method(name, (name.removeprefix("atc_"),), None, "none", cv)
+    else:
+        raise InvalidInputError(
+            "method must be lr_11d, rf_11d, mlp_11d, lr_<score> or atc_<score> with a "
+            f"known confident direction, got {name!r}"
+        )
+    missing = [column for column in method.columns if column not in available]
+    if missing:
+        raise InvalidInputError(f"method {name!r} needs columns {missing} absent from scores")
+    return method
+
+
+def _groups(n_slices: int, max_g: int) -> Iterator[tuple[int, ...]]:
+    for g in range(1, max_g + 1):
+        yield from combinations(range(n_slices), g)
+
+
+def _validated(
+    scores: pd.DataFrame, y: npt.ArrayLike, slices: npt.ArrayLike, max_g: int
+) -> tuple[FloatArray, npt.NDArray[np.str_]]:
+    labels = np.asarray(y, dtype=np.float64)
+    keys = np.asarray(slices).astype(str)
+    n = len(scores)
+    if labels.shape != (n,) or keys.shape != (n,):
+        raise InvalidInputError(
+            f"scores, y and slices must be the same length, but scores has {n} rows, "
+            f"y has shape {labels.shape} and slices has shape {keys.shape}"
+        )
+    bad = ~np.isin(labels, (0.0, 1.0))
+    if np.any(bad):
+        raise InvalidInputError(f"y must hold 0/1 labels, got values {np.unique(labels[bad])[:5]}")
+    if isinstance(max_g, bool) or not isinstance(max_g, int) or max_g < 1:
+        raise InvalidInputError(f"max_g must be a positive integer, got {max_g!r}")
+    return labels, keys
+
+
+@dataclass(frozen=True)
+class _SliceTable:
+    """Slices of the protocol's traces: sorted names and per-slice counts and truths."""
+
+    names: npt.NDArray[np.str_]  # (B,)
+    inverse: npt.NDArray[np.intp]  # (n,) slice index per trace
+    counts: npt.NDArray[np.int64]  # (B,) traces per slice
+    truths: FloatArray  # (B,) observed accuracy per slice
+    labels: FloatArray  # (n,) 0/1 correctness per trace
+
+    @classmethod
+    def build(cls, keys: npt.NDArray[np.str_], labels: FloatArray) -> _SliceTable:
+        names, inverse = np.unique(keys, return_inverse=True)
+        if names.size < 2:
+            raise InvalidInputError(f"the protocol needs at least 2 slices, got {names.size}")
+        counts = np.bincount(inverse, minlength=names.size)
+        truths = np.bincount(inverse, weights=labels, minlength=names.size) / counts
+        return cls(names, inverse.astype(np.intp), counts, truths, labels)
+
+    def evaluate(
+        self,
+        method: _Method,
+        X: FloatArray,
+        group: tuple[int, ...],
+        rows: dict[str, list[object]],
+    ) -> None:
+        """Train ``method`` on ``group``'s slices; append one row per held-out slice."""
+        train = np.isin(self.inverse, group)
+        held_out = np.setdiff1d(np.arange(self.names.size), group)
+        p = method.predict(X[train], self.labels[train], X[~train])
+        sums = np.bincount(self.inverse[~train], weights=p, minlength=self.names.size)
+        rows["method"].extend([method.name] * held_out.size)
+        rows["g"].extend([len(group)] * held_out.size)
+        rows["group"].extend(["+".join(self.names[list(group)])] * held_out.size)
+        rows["slice"].extend(self.names[held_out].tolist())
+        rows["estimate"].extend((sums[held_out] / self.counts[held_out]).tolist())
+        rows["truth"].extend(self.truths[held_out].tolist())
+        rows["n"].extend(self.counts[held_out].tolist())
+
+
+def run_group_protocol(
+    scores: pd.DataFrame,
+    y: npt.ArrayLike,
+    slices: npt.ArrayLike,
+    *,
+    max_g: int = 4,
+    methods: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cv: int = PROTOCOL_CV,
+) -> pd.DataFrame:
+    """Train on every group of ``g <= max_g`` slices, estimate every other slice.
+
+    Args:
+        scores: one row per trace, shape ``(n, >= 20)``; holds the columns the methods
+            read (``FEATURE_NAMES`` and ``BASELINE_NAMES`` for the defaults).
+        y: 0/1 correctness per trace, shape ``(n,)``.
+        slices: slice key per trace, shape ``(n,)``; keys are compared as strings.
+        max_g: largest group size; sizes that would leave no slice to evaluate
+            (``g >= B``) are skipped.
+        methods: names to run (see the module docstring); default
+            :func:`default_methods`.
+        progress: called as ``progress(groups_done, groups_total)`` after each group.
+        cv: calibration folds of every estimator (the estimator reduces them further
+            when a training group has fewer minority labels).
+
+    Returns:
+        A tidy frame with columns :data:`TIDY_COLUMNS`: ``method``, ``g``, ``group``
+        (the training slices joined by ``"+"``, sorted), ``slice`` (held out),
+        ``estimate``, ``truth`` (its observed accuracy) and ``n`` (its traces);
+        ``sum_g C(B, g) * (B - g)`` rows per method.
+    """
+    labels, keys = _validated(scores, y, slices, max_g)
+    parsed = [_parse_method(m, list(scores.columns), cv) for m in (methods or default_methods())]
+    table = _SliceTable.build(keys, labels)
+    matrices = {m.name: scores.loc[:, list(m.columns)].to_numpy(np.float64) for m in parsed}
+    groups = list(_groups(table.names.size, min(max_g, table.names.size - 1)))
+    rows: dict[str, list[object]] = {column: [] for column in TIDY_COLUMNS}
+    for done, group in enumerate(groups, start=1):
+        for method in parsed:
+            table.evaluate(method, matrices[method.name], group, rows)
+        if progress is not None:
+            progress(done, len(groups))
+    return pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+
+
+_GROUP_KEYS: Final[list[str]] = ["method", "g", "group"]
+
+
+def _spearman_by_group(frame: pd.DataFrame) -> pd.Series:
+    """Spearman rho of estimate vs truth within each (method, g, group), vectorised.
+
+    The same statistic as :func:`~sentinel_core.metrics.spearman_rho`: Pearson
+    correlation of average ranks, NaN when a group has fewer than two rows or constant
+    estimates or truths (a zero sum of squared centred ranks covers all three). One
+    pass of grouped ranks and sums instead of one call per group: with ``max_g=4`` on
+    14 slices there are ~38,000 groups.
+    """
+    keys = [frame[key] for key in _GROUP_KEYS]
+    ranks = frame.groupby(keys, sort=True)[["estimate", "truth"]].rank()
+    centred = ranks - ranks.groupby(keys).transform("mean")
+    products = pd.DataFrame(
+        {
+            "cross": centred["estimate"] * centred["truth"],
+            "ss_estimate": centred["estimate"] ** 2,
+            "ss_truth": centred["truth"] ** 2,
+        }
+    )
+    sums = products.groupby(keys, sort=True).sum()
+    denominator = np.sqrt(sums["ss_estimate"].to_numpy() * sums["ss_truth"].to_numpy())
+    rho = np.full(denominator.shape, np.nan)
+    np.divide(sums["cross"].to_numpy(), denominator, out=rho, where=denominator > 0)
+    return pd.Series(np.clip(rho, -1.0, 1.0), index=sums.index)
+
+
+def summarise_protocol(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Distribution over groups of AEE and Spearman rho, per (method, g).
+
+    Per group, AEE is the mean over held-out slices of ``|estimate - truth|`` and rho
+    the Spearman correlation over held-out slices (NaN when undefined, e.g. one
+    held-out slice or constant estimates; such groups are left out of the median).
+
+    Returns:
+        One row per (method, g), sorted, with columns :data:`SUMMARY_COLUMNS`:
+        ``median_aee``, ``iqr_aee`` (75th minus 25th percentile over groups),
+        ``median_rho``, ``n_groups``, and ``floor``: the mean over held-out rows of
+        :func:`~sentinel_core.metrics.accuracy_floor` at the slice's ``n`` and observed
+        accuracy, the AEE a perfect estimator would still show.
+    """
+    missing = sorted(set(TIDY_COLUMNS) - set(tidy.columns))
+    if missing:
+        raise InvalidInputError(f"tidy must have columns {list(TIDY_COLUMNS)}, missing {missing}")
+    pairs = tidy.loc[:, ["n", "truth"]].drop_duplicates()
+    pairs["floor"] = [
+        accuracy_floor(int(n), float(t)) for n, t in zip(pairs["n"], pairs["truth"], strict=True)
+    ]
+    frame = tidy.merge(pairs, on=["n", "truth"], how="left")
+    frame["abs_error"] = (frame["estimate"] - frame["truth"]).abs()
+    per_group = frame.groupby(_GROUP_KEYS, sort=True).agg(
+        aee=("abs_error", "mean"), floor=("floor", "mean")
+    )
+    per_group["rho"] = _spearman_by_group(frame)
+    by_g = per_group.groupby(level=["method", "g"], sort=True)
+    summary = pd.DataFrame(
+        {
+            "median_aee": by_g["aee"].median(),
+            "iqr_aee": by_g["aee"].quantile(0.75) - by_g["aee"].quantile(0.25),
+            "median_rho": by_g["rho"].median(),
+            "n_groups": by_g["aee"].size(),
+            "floor": by_g["floor"].mean(),
+        }
+    )
+    return summary.reset_index().loc[:, list(SUMMARY_COLUMNS)]

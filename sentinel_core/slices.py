@@ -1,0 +1,343 @@
+"""Per-slice accuracy estimates with intervals (METHOD §6).
+
+Without labels a slice's accuracy is ``A_hat(D) = mean_{x in D} P(correct | h(x))``,
+with a percentile bootstrap interval over the slice's responses, widened on both sides
+by the estimator's calibration error measured on held-out slices (see
+:func:`sentinel_core.estimator.estimate_held_out_calibration_error`): the bootstrap
+alone only captures sampling noise, not the estimator's bias on a new slice.
+
+With some labels in a slice, prediction-powered inference (Angelopoulos et al., 2023)
+corrects the estimate by the mean residual ``y - P`` on the labelled responses. Its
+interval stays valid when the estimator is miscalibrated and shrinks as the
+estimator improves.
+
+Every result is a :class:`SliceEstimate`; a slice with fewer than ``min_n`` responses
+is still reported, flagged ``too_few``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+from sentinel_core.errors import InvalidInputError
+
+__all__ = [
+    "SliceEstimate",
+    "estimate_slices",
+    "estimate_slices_with_labels",
+    "ppi_mean_interval",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+#: Largest resample matrix (resamples x slice size) drawn at once; bigger slices are
+#: bootstrapped in chunks of resamples so memory stays near 32 MB of indices.
+_MAX_DRAWS_PER_CHUNK: Final[int] = 4_000_000
+
+
+@dataclass(frozen=True)
+class SliceEstimate:
+    """Estimated accuracy of one slice with its interval.
+
+    Attributes:
+        slice: the slice key, as a string.
+        n: responses in the slice.
+        accuracy: point estimate in [0, 1].
+        low, high: interval bounds in [0, 1] at the requested confidence.
+        method: ``"bootstrap"`` (label-free), ``"ppi"`` (prediction-powered, some
+            labels) or ``"wilson"`` (every response labelled).
+        too_few: ``n`` is below the ``min_n`` asked for; the estimate is reported but
+            should not drive decisions on its own.
+        n_labelled: labelled responses in the slice (a ``"bootstrap"`` estimate, used
+            below two labels, does not use its single label).
+    """
+
+    slice: str
+    n: int
+    accuracy: float
+    low: float
+    high: float
+    method: str
+    too_few: bool
+    n_labelled: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A flat, JSON-ready dict of the fields."""
+        return asdict(self)
+
+
+def _as_vector(name: str, values: npt.ArrayLike, *, allow_nan: bool = False) -> FloatArray:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name} must be numeric, got {values!r:.80}") from exc
+    if array.ndim != 1:
+        raise InvalidInputError(f"{name} must be 1-D of shape (n,), got shape {array.shape}")
+    finite_or_nan = np.isfinite(array) | (np.isnan(array) if allow_nan else False)
+    present = array[~np.isnan(array)] if allow_nan else array
+    if not np.all(finite_or_nan) or np.any((present < 0.0) | (present > 1.0)):
+        what = "values in [0, 1] or NaN" if allow_nan else "finite values in [0, 1]"
+        bad = array[~finite_or_nan | (array < 0.0) | (array > 1.0)][:5].tolist()
+        raise InvalidInputError(f"{name} must hold {what}, got {bad}")
+    return array
+
+
+def _check_confidence(confidence: float) -> float:
+    if not 0.0 < confidence < 1.0:
+        raise InvalidInputError(f"confidence must lie in (0, 1), got {confidence!r}")
+    return float(stats.norm.ppf(0.5 + confidence / 2.0))
+
+
+def _check_options(calibration_error: float, n_boot: int, min_n: int) -> None:
+    if not (np.isfinite(calibration_error) and calibration_error >= 0.0):
+        raise InvalidInputError(
+            f"calibration_error must be a finite value >= 0, got {calibration_error!r}"
+        )
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise InvalidInputError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if isinstance(min_n, bool) or not isinstance(min_n, int) or min_n < 1:
+        raise InvalidInputError(f"min_n must be a positive integer, got {min_n!r}")
+
+
+def _group(slice_keys: npt.ArrayLike, n: int) -> tuple[list[str], IntArray]:
+    """Sorted slice names and, per response, the index of its slice, shape ``(n,)``."""
+    keys = np.asarray(slice_keys)
+    if keys.shape != (n,):
+        raise InvalidInputError(
+            f"probs and slice_keys must be the same length, but probs is length {n} "
+            f"and slice_keys has shape {keys.shape}"
+        )
+    names, inverse = np.unique(keys.astype(str), return_inverse=True)
+    return [str(name) for name in names], inverse.astype(np.intp)
+
+
+def _bootstrap_interval(
+    p: FloatArray, *, confidence: float, n_boot: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``mean(p)``; ``p`` has shape ``(n,)``.
+
+    All resamples are drawn as one ``(n_boot, n)`` index matrix (in chunks of
+    resamples when that matrix would exceed :data:`_MAX_DRAWS_PER_CHUNK`).
+    """
+    n = p.size
+    means = np.empty(n_boot)
+    chunk = max(1, _MAX_DRAWS_PER_CHUNK // n)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        means[start:stop] = p[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    alpha = 1.0 - confidence
+    low, high = np.quantile(means, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(low), float(high)
+
+
+def _bootstrap_estimate(
+    name: str,
+    p: FloatArray,
+    *,
+    calibration_error: float,
+    confidence: float,
+    n_boot: int,
+    min_n: int,
+    rng: np.random.Generator,
+    n_labelled: int = 0,
+) -> SliceEstimate:
+    low, high = _bootstrap_interval(p, confidence=confidence, n_boot=n_boot, rng=rng)
+    return SliceEstimate(
+        slice=name,
+        n=int(p.size),
+        accuracy=float(p.mean()),
+        low=max(0.0, low - calibration_error),
+        high=min(1.0, high + calibration_error),
+        method="bootstrap",
+        too_few=p.size < min_n,
+        n_labelled=n_labelled,
+    )
+
+
+def estimate_slices(
+    probs: npt.ArrayLike,
+    slice_keys: npt.ArrayLike,
+    *,
+    calibration_error: float = 0.0,
+    confidence: float = 0.9,
+    n_boot: int = 2000,
+    min_n: int = 30,
+    seed: int = 0,
+) -> list[SliceEstimate]:
+    """Label-free accuracy estimate of every slice, lowest accuracy first.
+
+    ``accuracy`` is the slice mean of ``P(correct)``; the interval is the percentile
+    bootstrap over the slice's responses, widened by ``calibration_error`` on each
+    side and clipped to [0, 1].
+
+    Args:
+        probs: ``P(correct)`` per response, shape ``(n,)``, in [0, 1].
+        slice_keys: slice key per response, shape ``(n,)``; keys are compared as strings.
+        calibration_error: the estimator's error on held-out slices, added on both sides.
+        confidence: interval coverage, in (0, 1).
+        n_boot: bootstrap resamples per slice.
+        min_n: slices with fewer responses are flagged ``too_few``.
+        seed: seed of the resampling; slices are resampled in sorted-key order.
+    """
+    p = _as_vector("probs", probs)
+    names, inverse = _group(slice_keys, p.size)
+    _check_confidence(confidence)
+    _check_options(calibration_error, n_boot, min_n)
+    rng = np.random.default_rng(seed)
+    results = [
+        _bootstrap_estimate(
+            name,
+            p[inverse == i],
+            calibration_error=calibration_error,
+            confidence=confidence,
+            n_boot=n_boot,
+            min_n=min_n,
+            rng=rng,
+        )
+        for i, name in enumerate(names)
+    ]
+    return sorted(results, key=lambda e: (e.accuracy, e.slice))
+
+
+def _wilson_interval(y: FloatArray, z: float) -> tuple[float, float, float]:
+    """``mean(y)`` with the Wilson score interval; ``y`` has shape ``(n,)``."""
+    n = y.size
+    p_hat = float(y.mean())
+    denominator = 1.0 + z**2 / n
+    centre = (p_hat + z**2 / (2 * n)) / denominator
+    half = z / denominator * np.sqrt(p_hat * (1.0 - p_hat) / n + z**2 / (4 * n**2))
+    return p_hat, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def ppi_mean_interval(
+    pred_unlabelled: npt.ArrayLike,
+    pred_labelled: npt.ArrayLike,
+    y_labelled: npt.ArrayLike,
+    *,
+    confidence: float = 0.9,
+) -> tuple[float, float, float]:
+    """Prediction-powered estimate of a mean and its interval: ``(estimate, low, high)``.
+
+    ``estimate = mean(pred_unlabelled) + mean(y_labelled - pred_labelled)``, the
+    predictions' mean corrected by the labelled residual (Angelopoulos et al., 2023;
+    ``lam = 1`` in ``ppi_py``). The interval is normal: ``estimate +- z * se`` with
+    ``se^2 = var(pred_unlabelled) / N + var(y - pred_labelled) / n`` (``ddof=1``, where
+    ``ppi_py`` uses ``ddof=0``). With a single unlabelled response its variance is
+    estimated from all predictions, labelled ones included. Estimate and bounds are
+    clipped to [0, 1], the range of an accuracy.
+
+    When no response is unlabelled (``N == 0``) the slice is fully labelled: the
+    estimate is ``mean(y_labelled)`` with a Wilson interval, which needs one label;
+    otherwise at least two labels are needed to estimate the residual variance.
+
+    Args:
+        pred_unlabelled: ``P(correct)`` of unlabelled responses, shape ``(N,)``.
+        pred_labelled: ``P(correct)`` of labelled responses, shape ``(n,)``.
+        y_labelled: their labels in [0, 1], shape ``(n,)``.
+        confidence: interval coverage, in (0, 1).
+    """
+    z = _check_confidence(confidence)
+    p_u = _as_vector("pred_unlabelled", pred_unlabelled)
+    p_l = _as_vector("pred_labelled", pred_labelled)
+    y = _as_vector("y_labelled", y_labelled)
+    if p_l.shape != y.shape:
+        raise InvalidInputError(
+            "pred_labelled and y_labelled must be the same length, but pred_labelled is "
+            f"length {p_l.size} and y_labelled is length {y.size}"
+        )
+    if p_u.size == 0:
+        if y.size == 0:
+            raise InvalidInputError("a fully labelled slice needs at least 1 label, got 0")
+        return _wilson_interval(y, z)
+    if y.size < 2:
+        raise InvalidInputError(f"PPI needs at least 2 labelled responses, got {y.size}")
+    residual = y - p_l
+    if p_u.size >= 2:
+        var_unlabelled = float(np.var(p_u, ddof=1))
+    else:
+        var_unlabelled = float(np.var(np.concatenate([p_u, p_l]), ddof=1))
+    estimate = float(p_u.mean() + residual.mean())
+    se = float(np.sqrt(var_unlabelled / p_u.size + np.var(residual, ddof=1) / y.size))
+    low, high = np.clip([estimate - z * se, estimate + z * se], 0.0, 1.0)
+    return float(np.clip(estimate, 0.0, 1.0)), float(low), float(high)
+
+
+def estimate_slices_with_labels(
+    probs: npt.ArrayLike,
+    slice_keys: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    *,
+    calibration_error: float = 0.0,
+    confidence: float = 0.9,
+    n_boot: int = 2000,
+    min_n: int = 30,
+    seed: int = 0,
+) -> list[SliceEstimate]:
+    """Per-slice estimates that use whatever labels exist, lowest accuracy first.
+
+    A slice with at least two labels gets :func:`ppi_mean_interval` (method ``"ppi"``,
+    or ``"wilson"`` when every response is labelled); a slice with fewer gets the
+    label-free bootstrap of :func:`estimate_slices` (a single label is counted in
+    ``n_labelled`` but cannot estimate a residual variance, so it is not used).
+
+    Args:
+        probs: ``P(correct)`` per response, shape ``(n,)``, in [0, 1].
+        slice_keys: slice key per response, shape ``(n,)``.
+        labels: label per response in [0, 1], NaN where unlabelled, shape ``(n,)``.
+        calibration_error, confidence, n_boot, min_n, seed: as in :func:`estimate_slices`;
+            ``calibration_error`` only widens bootstrap intervals, since PPI measures
+            the estimator's error on the slice itself.
+    """
+    p = _as_vector("probs", probs)
+    y = _as_vector("labels", labels, allow_nan=True)
+    if y.shape != p.shape:
+        raise InvalidInputError(
+            f"probs and labels must be the same length, but probs is length {p.size} "
+            f"and labels is length {y.size}"
+        )
+    names, inverse = _group(slice_keys, p.size)
+    _check_confidence(confidence)
+    _check_options(calibration_error, n_boot, min_n)
+    rng = np.random.default_rng(seed)
+    results: list[SliceEstimate] = []
+    for i, name in enumerate(names):
+        in_slice = inverse == i
+        p_slice, y_slice = p[in_slice], y[in_slice]
+        labelled = ~np.isnan(y_slice)
+        n_labelled = int(labelled.sum())
+        if n_labelled < 2:
+            results.append(
+                _bootstrap_estimate(
+                    name,
+                    p_slice,
+                    calibration_error=calibration_error,
+                    confidence=confidence,
+                    n_boot=n_boot,
+                    min_n=min_n,
+                    rng=rng,
+                    n_labelled=n_labelled,
+                )
+            )
+            continue
+        estimate, low, high = ppi_mean_interval(
+            p_slice[~labelled], p_slice[labelled], y_slice[labelled], confidence=confidence
+        )
+        results.append(
+            SliceEstimate(
+                slice=name,
+                n=int(p_slice.size),
+                accuracy=estimate,
+                low=low,
+                high=high,
+                method="ppi" if n_labelled < p_slice.size else "wilson",
+                too_few=p_slice.size < min_n,
+                n_labelled=n_labelled,
+            )
+        )
+    return sorted(results, key=lambda e: (e.accuracy, e.slice))

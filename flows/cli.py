@@ -225,16 +225,22 @@ def train(
     by: Annotated[
         str, typer.Option(help="Metadata key of the slices used for held-out error.")
     ] = "benchmark",
-    family: Annotated[str, typer.Option(help="logistic, forest or mlp.")] = "logistic",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="default (the protocol's best: ATC on H_max), lr_11d (the paper's), rf_11d, "
+            "mlp_11d, atc_H_max, atc_H_mean or atc_H_sea."
+        ),
+    ] = "default",
     calibration: Annotated[str, typer.Option(help="auto, isotonic or sigmoid.")] = "auto",
     balanced: Annotated[bool, typer.Option(help="Balance the classes.")] = False,
 ) -> None:
     """Fit the estimator on every labelled trace and serve it as the registry's champion."""
-    _train(_settings(ctx, db), by=by, family=family, calibration=calibration, balanced=balanced)
+    _train(_settings(ctx, db), by=by, method=method, calibration=calibration, balanced=balanced)
 
 
-def _train(settings: Settings, *, by: str, family: str, calibration: str, balanced: bool) -> None:
-    from sentinel_core.estimator import EntropyEstimator, estimate_held_out_calibration_error
+def _train(settings: Settings, *, by: str, method: str, calibration: str, balanced: bool) -> None:
+    from sentinel_core.estimator import estimate_held_out_calibration_error, make_estimator
     from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
     from sentinel_core.metrics import auroc, brier, ece
     from tasks.registry import register_estimator
@@ -243,24 +249,25 @@ def _train(settings: Settings, *, by: str, family: str, calibration: str, balanc
     labelled = frame[frame["label"].notna()]
     if labelled.empty:
         raise SentinelError(
-            "expected labelled traces to train on, got none: import labels with "
-            "`sentinel labels import` first"
+            "expected labelled traces to train on, got none: label them with "
+            "`sentinel verify` or `sentinel labels import` first"
         )
     X = labelled[list(FEATURE_NAMES)]
     y = labelled["label"].to_numpy().astype(int)
-    params = {
-        "family": family,
+    params: dict[str, Any] = {
         "calibration": calibration,
         "class_weight": "balanced" if balanced else None,
+        "random_state": settings.seed,
     }
+    estimator = make_estimator(method, **params)
 
-    def factory() -> EntropyEstimator:
-        # Leave-one-slice-out refits use the family's fixed defaults: a grid search
-        # inside each of B refits would multiply training time by the grid size.
-        return EntropyEstimator(**params, search=False, random_state=settings.seed)  # type: ignore[arg-type]
+    def factory() -> Any:
+        # Leave-one-slice-out refits use fixed defaults: a grid search inside each
+        # of B refits would multiply training time by the grid size.
+        return make_estimator(method, search=False, **params)
 
-    with console.status(f"fitting {family} on {len(y)} labelled traces"):
-        estimator = EntropyEstimator(**params, random_state=settings.seed).fit(X, y)  # type: ignore[arg-type]
+    with console.status(f"fitting {method} on {len(y)} labelled traces"):
+        estimator.fit(X, y)
         held_out = estimate_held_out_calibration_error(
             X, y, labelled["slice"].to_numpy(), estimator_factory=factory
         )
@@ -271,6 +278,7 @@ def _train(settings: Settings, *, by: str, family: str, calibration: str, balanc
         "train_brier": brier(probs, y),
         "held_out_slice_error": held_out,
     }
+    params = {"method": method, **params}
     with console.status("registering the estimator in MLflow"):
         served = register_estimator(
             settings,
@@ -283,7 +291,7 @@ def _train(settings: Settings, *, by: str, family: str, calibration: str, balanc
             input_example=labelled[list(FEATURE_NAMES)].head(5),
         )
     out.print(
-        f"trained {family} on {len(y)} labels ({int(y.sum())} correct); held-out slice error "
+        f"trained {method} on {len(y)} labels ({int(y.sum())} correct); held-out slice error "
         f"{held_out:.3f}; registered version {served.version} as champion"
     )
 
@@ -468,7 +476,7 @@ def demo(ctx: typer.Context, db: DbOption = None) -> None:
         f"{report.quarantined} + duplicates {report.duplicates}"
     )
     _verify(settings, by="benchmark")
-    _train(settings, by="benchmark", family="logistic", calibration="auto", balanced=False)
+    _train(settings, by="benchmark", method="default", calibration="auto", balanced=False)
     out.print(
         "label-free estimates (the estimator saw these labels in training: in-sample; "
         "`sentinel evaluate --by benchmark` measures held-out error)"

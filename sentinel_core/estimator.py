@@ -43,18 +43,23 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from sentinel_core.errors import InvalidInputError, NotFittedError
+from sentinel_core.features import FEATURE_NAMES
 
 __all__ = [
     "CONFIDENT_DIRECTION",
     "CONSTANT_PROBA_RANGE",
+    "DEFAULT_METHOD",
     "ISOTONIC_MIN_LABELS",
     "PARAM_GRIDS",
+    "SERVABLE_METHODS",
+    "ATCClassifier",
     "ATCEstimator",
     "Calibration",
     "EntropyEstimator",
     "Family",
     "ProbabilisticClassifier",
     "estimate_held_out_calibration_error",
+    "make_estimator",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -519,3 +524,90 @@ def estimate_held_out_calibration_error(
         p_correct = np.asarray(model.predict_proba(features[held_out]), dtype=np.float64)[:, 1]
         errors[i] = abs(float(p_correct.mean()) - float(labels[held_out].mean()))
     return float(np.median(errors))
+
+
+class ATCClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """ATC on one column of the feature matrix, served like any scikit-learn classifier.
+
+    The instance-level output of ATC is a hard decision: ``predict_proba`` gives 1 for a
+    response on the confident side of the threshold, 0 otherwise, so the slice mean of
+    ``P(correct)`` is exactly ATC's estimate and prediction-powered inference corrects it
+    with labels like any other predictor. ``score`` names the column among
+    ``feature_names`` (the columns the matrix holds, METHOD order by default).
+
+    This is the project's default estimator because the group protocol measured it
+    best on the real traces (``docs/results.md``); the paper's calibrated classifier is
+    :class:`EntropyEstimator`, selectable by method name.
+    """
+
+    def __init__(self, score: str = "H_max", feature_names: tuple[str, ...] | None = None) -> None:
+        self.score = score
+        self.feature_names = feature_names
+
+    def _column(self) -> int:
+        names = FEATURE_NAMES if self.feature_names is None else tuple(self.feature_names)
+        if self.score not in names:
+            raise InvalidInputError(f"score must be one of {list(names)}, got {self.score!r}")
+        return names.index(self.score)
+
+    def fit(self, X: Any, y: Any) -> ATCClassifier:
+        """Fit the threshold on the ``score`` column of ``X`` ``(n, d)`` and 0/1 ``y`` ``(n,)``."""
+        X, y = validate_data(self, X, y)
+        check_classification_targets(y)
+        self.classes_ = np.array([0, 1])
+        self.atc_ = ATCEstimator.for_score(self.score).fit(X[:, self._column()], y)
+        return self
+
+    def predict_proba(self, X: Any) -> FloatArray:
+        """``(n, 2)``: column 1 is 1.0 on the confident side of the threshold, else 0.0."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        confident = self.atc_.confident(X[:, self._column()]).astype(np.float64)
+        return np.column_stack([1.0 - confident, confident])
+
+    def predict_correct_proba(self, X: Any) -> FloatArray:
+        """``P(correct)`` per row, shape ``(n,)``."""
+        return self.predict_proba(X)[:, 1]
+
+    def predict(self, X: Any) -> npt.NDArray[Any]:
+        """1 on the confident side, 0 otherwise, shape ``(n,)``."""
+        return (self.predict_correct_proba(X) > 0.5).astype(np.int64)
+
+
+#: The method ``sentinel train`` and ``sentinel estimate`` use unless told otherwise,
+#: chosen by the group protocol on the real traces (docs/results.md).
+DEFAULT_METHOD: Final[str] = "atc_H_max"
+#: Methods that can be trained and served over the 11-d profile.
+SERVABLE_METHODS: Final[tuple[str, ...]] = (
+    "default",
+    "lr_11d",
+    "rf_11d",
+    "mlp_11d",
+    "atc_H_max",
+    "atc_H_mean",
+    "atc_H_sea",
+)
+
+
+def make_estimator(
+    method: str,
+    *,
+    calibration: Calibration = "auto",
+    class_weight: Literal["balanced"] | None = None,
+    search: bool = True,
+    random_state: int = 0,
+) -> EntropyEstimator | ATCClassifier:
+    """An unfitted estimator over the 11-d profile for a servable method name."""
+    name = DEFAULT_METHOD if method == "default" else method
+    families: dict[str, Family] = {"lr_11d": "logistic", "rf_11d": "forest", "mlp_11d": "mlp"}
+    if name in families:
+        return EntropyEstimator(
+            family=families[name],
+            calibration=calibration,
+            class_weight=class_weight,
+            search=search,
+            random_state=random_state,
+        )
+    if name.startswith("atc_") and name in SERVABLE_METHODS:
+        return ATCClassifier(score=name.removeprefix("atc_"))
+    raise InvalidInputError(f"method must be one of {list(SERVABLE_METHODS)}, got {method!r}")

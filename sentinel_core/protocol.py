@@ -31,7 +31,7 @@ fallbacks, not by catching errors here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Final
 
@@ -42,6 +42,7 @@ import pandas as pd
 from sentinel_core.errors import InvalidInputError
 from sentinel_core.estimator import (
     CONFIDENT_DIRECTION,
+    DEFAULT_METHOD,
     ATCEstimator,
     Calibration,
     EntropyEstimator,
@@ -94,9 +95,18 @@ _MULTI_FEATURE: Final[dict[str, Family]] = {
 
 
 def default_methods() -> tuple[str, ...]:
-    """Every method of the protocol, in report order (26 names)."""
+    """Every method of the protocol, in report order (27 names, "default" first)."""
     singles = tuple(f"lr_{name}" for name in (*FEATURE_NAMES, *BASELINE_NAMES))
-    return ("lr_11d", "rf_11d", "mlp_11d", *singles, "atc_H_max", "atc_seq_loglik", "atc_H_sea")
+    return (
+        "default",
+        "lr_11d",
+        "rf_11d",
+        "mlp_11d",
+        *singles,
+        "atc_H_max",
+        "atc_seq_loglik",
+        "atc_H_sea",
+    )
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,9 @@ class _Method:
 
 
 def _parse_method(name: str, available: Sequence[str], cv: int) -> _Method:
+    if name == "default":
+        # The estimator `sentinel estimate` serves, reported under its own name too.
+        return replace(_parse_method(DEFAULT_METHOD, available, cv), name="default")
     if name in _MULTI_FEATURE:
         method = _Method(name, FEATURE_NAMES, _MULTI_FEATURE[name], "auto", cv)
     elif name.startswith("lr_"):

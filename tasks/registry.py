@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel_core.errors import NotFittedError, SentinelError
-from sentinel_core.estimator import EntropyEstimator
+from sentinel_core.estimator import ATCClassifier, EntropyEstimator
 from sentinel_core.settings import Settings
 
 CHAMPION = "champion"
@@ -43,7 +43,7 @@ def trusted_types(estimator: object) -> list[str]:
 class ServedModel:
     """The estimator in service and what is known about it."""
 
-    estimator: EntropyEstimator
+    estimator: EntropyEstimator | ATCClassifier
     version: str
     run_id: str | None
     feature_set: str
@@ -74,7 +74,7 @@ def configure(settings: Settings) -> None:
 
 def register_estimator(
     settings: Settings,
-    estimator: EntropyEstimator,
+    estimator: EntropyEstimator | ATCClassifier,
     *,
     feature_set: str,
     feature_names: tuple[str, ...],
@@ -139,7 +139,7 @@ def load_champion(settings: Settings) -> ServedModel:
     # The MLmodel file lists the skops types that trusted_types() vetted at logging time.
     estimator = mlflow.sklearn.load_model(f"models:/{settings.registered_model}@{CHAMPION}")
     tags = version.tags
-    if not isinstance(estimator, EntropyEstimator):
+    if not isinstance(estimator, EntropyEstimator | ATCClassifier):
         raise SentinelError(
             f"expected an EntropyEstimator behind {CHAMPION!r}, got {type(estimator).__name__}"
         )

@@ -102,12 +102,12 @@ def test_main_job_then_estimate_and_evaluate_end_to_end(home: Path, tmp_path: Pa
             "1",
             "--json",
             "--methods",
-            "lr_11d,atc_H_max,lr_H_max",
+            "default,lr_11d,atc_H_max",
         ],
     )
     assert evaluate.exit_code == 0, evaluate.output
     summary = _last_json(evaluate.output)
-    assert {row["method"] for row in summary} == {"lr_11d", "atc_H_max", "lr_H_max"}
+    assert {row["method"] for row in summary} == {"default", "lr_11d", "atc_H_max"}
     assert all(row["g"] == 1 and 0.0 <= row["median_aee"] <= 1.0 for row in summary)
 
 
@@ -142,3 +142,20 @@ def test_labels_import_rejects_a_value_that_is_not_0_or_1(home: Path, tmp_path: 
     result = CliRunner().invoke(app, ["labels", "import", str(csv_path)])
     assert result.exit_code != 0
     assert "expected 0/1 in column 'correct'" in str(result.exception)
+
+
+def test_the_papers_classifier_can_be_trained_and_served_instead_of_the_default(
+    home: Path,
+) -> None:
+    runner = CliRunner()
+    runner.invoke(app, ["ingest", str(REAL_TRACES)])
+    runner.invoke(app, ["verify"])
+    trained = runner.invoke(app, ["train", "--method", "lr_11d", "--calibration", "sigmoid"])
+    estimate = runner.invoke(app, ["estimate", "--by", "benchmark", "--no-use-labels", "--json"])
+    assert trained.exit_code == 0, trained.output
+    assert "trained lr_11d on 14 labels" in trained.output
+    rows = _last_json(estimate.output)
+    assert isinstance(rows, list)
+    assert {row["method"] for row in rows} == {"bootstrap"}
+    # A calibrated classifier gives graded probabilities, not ATC's 0/1 decisions.
+    assert any(0.0 < row["accuracy"] < 1.0 for row in rows)

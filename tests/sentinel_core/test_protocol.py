@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sentinel_core.errors import InvalidInputError
-from sentinel_core.estimator import ATCEstimator
+from sentinel_core.estimator import DEFAULT_METHOD, ATCEstimator
 from sentinel_core.features import BASELINE_NAMES, FEATURE_NAMES
 from sentinel_core.metrics import accuracy_floor, spearman_rho
 from sentinel_core.protocol import (
@@ -54,12 +54,21 @@ def expected_rows_per_method(n_slices: int, max_g: int) -> int:
     return sum(comb(n_slices, g) * (n_slices - g) for g in range(1, max_g + 1))
 
 
-def test_default_methods_are_the_three_profiles_every_single_score_and_three_atcs() -> None:
+def test_default_methods_are_default_three_profiles_every_single_score_and_three_atcs() -> None:
     methods = default_methods()
-    assert methods[:3] == ("lr_11d", "rf_11d", "mlp_11d")
+    assert methods[:4] == ("default", "lr_11d", "rf_11d", "mlp_11d")
     assert methods[-3:] == ("atc_H_max", "atc_seq_loglik", "atc_H_sea")
-    assert set(methods[3:-3]) == {f"lr_{name}" for name in (*FEATURE_NAMES, *BASELINE_NAMES)}
-    assert len(methods) == 3 + 20 + 3
+    assert set(methods[4:-3]) == {f"lr_{name}" for name in (*FEATURE_NAMES, *BASELINE_NAMES)}
+    assert len(methods) == 1 + 3 + 20 + 3
+
+
+def test_the_default_method_reports_exactly_what_its_underlying_method_does() -> None:
+    scores, y, slices = make_traces()
+    tidy = run_group_protocol(scores, y, slices, max_g=1, methods=["default", DEFAULT_METHOD])
+    default = tidy[tidy["method"] == "default"].drop(columns="method").reset_index(drop=True)
+    named = tidy[tidy["method"] == DEFAULT_METHOD].drop(columns="method").reset_index(drop=True)
+    assert len(default) > 0
+    pd.testing.assert_frame_equal(default, named)
 
 
 def test_the_tidy_table_has_every_group_times_every_held_out_slice_per_method() -> None:

@@ -215,23 +215,29 @@ def findings(summary: pd.DataFrame, versus: pd.DataFrame, max_g: int) -> str:
         row = summary[(summary["method"] == method) & (summary["g"] == g)]
         return float(row["median_aee"].iloc[0]) if len(row) else float("nan")
 
-    def verdict(holds: bool) -> str:
-        return "reproduced" if holds else "not reproduced"
+    noise = float(summary["floor"].mean())
+
+    def verdict(holds: bool, gap: float | None = None) -> str:
+        said = "reproduced" if holds else "not reproduced"
+        if gap is not None and abs(gap) < noise:
+            said += f" (gap {abs(gap):.3f}, below the floor {noise:.3f}: within noise)"
+        return said
 
     lines = []
     for method in ("lr_11d", "default"):
         first, last = med(method, 1), med(method, max_g)
         lines.append(
             f"- More training benchmarks lower AEE ({method}): g = 1 {first:.3f} -> "
-            f"g = {max_g} {last:.3f}: {verdict(last < first)}."
+            f"g = {max_g} {last:.3f}: {verdict(last < first, last - first)}."
         )
     for method in ("lr_11d", "default"):
         part = versus[versus["method"] == method].set_index("supervision")["aee"]
         if {"Extremes", "Intermediate"} <= set(part.index):
+            gap = part["Extremes"] - part["Intermediate"]
             lines.append(
                 f"- Extremes beat Intermediate supervision ({method}): "
                 f"{part['Extremes']:.3f} vs {part['Intermediate']:.3f}: "
-                f"{verdict(part['Extremes'] < part['Intermediate'])}."
+                f"{verdict(gap < 0, gap)}."
             )
     singles = summary[summary["method"].str.startswith("lr_") & (summary["method"] != "lr_11d")]
     wins = 0

@@ -509,6 +509,8 @@ def collect(
     as_json: JsonFlag = False,
 ) -> None:
     """Send the prompts not yet stored to an LLM server; store responses with top-20 logprobs."""
+    import time
+
     from tasks.collect import collect as collect_responses
 
     settings = _settings(ctx, db)
@@ -524,9 +526,10 @@ def collect(
         disable=not console.is_terminal,
     ) as bar:
         task = bar.add_task("collect", total=None, rate="")
+        started = time.monotonic()
 
         def advance(done: int, total: int, tokens: int) -> None:
-            elapsed = bar.tasks[task].elapsed or 0.0
+            elapsed = time.monotonic() - started
             rate = f"{tokens / elapsed:.1f} tok/s" if elapsed > 0 and tokens else ""
             bar.update(task, completed=done, total=total, rate=rate)
 

@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     judge_api_key: SecretStr | None = Field(
         default=None, description="API key of the LLM judge's OpenAI-compatible server."
     )
+    llm_max_tokens: int = Field(
+        default=512, ge=1, le=32_768, description="Most tokens generated per collected response."
+    )
+    llm_timeout_s: float = Field(
+        default=300.0, gt=0.0, le=3600.0, description="Seconds to wait for one LLM response."
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None, description="API key of the OpenAI-compatible server responses come from."
+    )
 
     @property
     def store_url(self) -> str:

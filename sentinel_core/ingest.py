@@ -14,8 +14,10 @@ duplicates`` always holds:
 
 from __future__ import annotations
 
+import gc
 import gzip
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
@@ -97,6 +99,25 @@ def iter_file(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield line_no, line
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while parsing.
+
+    Why: ``orjson.loads`` of one response allocates hundreds of thousands of
+    containers, which keeps triggering collections that walk every object the
+    process holds (pandas, scikit-learn, SQLAlchemy...); measured, that made
+    parsing 3x slower than in a bare process. Parsed JSON holds no reference
+    cycles, so nothing is leaked; the collector resumes (and runs) afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class _Batcher:
     """Collects parsed traces and bad lines until a batch is full, then writes it."""
 
@@ -155,6 +176,19 @@ def ingest_file(
     """Ingest one JSONL file (plain or gzip); ``on_progress`` gets bytes-ish line counts."""
     source = str(path.resolve())
     batcher = _Batcher(engine, batch_size=batch_size, dtype=dtype)
+    with _cyclic_gc_paused():
+        _ingest_lines(batcher, path, source, keep_prompt=keep_prompt, on_progress=on_progress)
+    return batcher.report
+
+
+def _ingest_lines(
+    batcher: _Batcher,
+    path: Path,
+    source: str,
+    *,
+    keep_prompt: bool,
+    on_progress: Callable[[int], None] | None,
+) -> None:
     for line_no, line in iter_file(path):
         try:
             traces = parse_json_line(line, keep_prompt=keep_prompt)
@@ -166,7 +200,6 @@ def ingest_file(
         if on_progress is not None:
             on_progress(len(line))
     batcher.flush()
-    return batcher.report
 
 
 def ingest_records(

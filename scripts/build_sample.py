@@ -23,11 +23,14 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sentinel_core.corpus import write_compact  # noqa: E402
 
 
 def main(traces_dir: Path) -> None:
     labels = {row["id"]: row for row in csv.DictReader((traces_dir / "labels.csv").open())}
-    tops, chosen, lengths, meta, raw_by_benchmark = [], [], [], [], {}
+    tops, chosen, meta, raw_by_benchmark = [], [], [], {}
     with gzip.open(traces_dir / "traces.jsonl.gz", "rt") as handle:
         for line in handle:
             record = json.loads(line)
@@ -35,7 +38,6 @@ def main(traces_dir: Path) -> None:
             steps = choice["logprobs"]["content"]
             tops.append(np.array([[a["logprob"] for a in s["top_logprobs"]] for s in steps]))
             chosen.append(np.array([s["logprob"] for s in steps]))
-            lengths.append(len(steps))
             label = labels[record["id"]]
             meta.append(
                 {
@@ -52,16 +54,7 @@ def main(traces_dir: Path) -> None:
                 }
             )
             raw_by_benchmark.setdefault(record["metadata"]["benchmark"], line)
-    out = ROOT / "sentinel_core" / "data"
-    np.savez_compressed(
-        out / "corpus-dev.npz",
-        top=np.concatenate(tops).astype(np.float16),
-        chosen=np.concatenate(chosen).astype(np.float16),
-        lengths=np.array(lengths, dtype=np.int32),
-    )
-    with (out / "corpus-dev.jsonl").open("w") as handle:
-        for item in meta:
-            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+    write_compact(ROOT / "sentinel_core" / "data", "corpus-dev", meta, tops, chosen)
     with gzip.open(ROOT / "tests" / "data" / "real-traces.jsonl.gz", "wt") as handle:
         for benchmark in sorted(raw_by_benchmark):
             handle.write(raw_by_benchmark[benchmark])

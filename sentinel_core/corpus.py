@@ -11,23 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+from numpy.typing import NDArray
 
 SAMPLE_NAME = "corpus-dev"
 
 
-def iter_sample_records() -> Iterator[tuple[dict[str, Any], int]]:
-    """Yield ``(wrapper record, datasheet label)`` for every shipped response."""
+def iter_sample_records(name: str = SAMPLE_NAME) -> Iterator[tuple[dict[str, Any], int]]:
+    """Yield ``(wrapper record, label)`` for every response of a shipped compact corpus."""
     data = resources.files("sentinel_core") / "data"
-    with (data / f"{SAMPLE_NAME}.npz").open("rb") as handle, np.load(handle) as arrays:
+    with (data / f"{name}.npz").open("rb") as handle, np.load(handle) as arrays:
         top = arrays["top"].astype(np.float32)
         chosen = arrays["chosen"].astype(np.float32)
         lengths = arrays["lengths"].astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    lines = (data / f"{SAMPLE_NAME}.jsonl").read_bytes().splitlines()
+    lines = (data / f"{name}.jsonl").read_bytes().splitlines()
     if len(lines) != len(lengths):
         raise RuntimeError(
             f"expected one metadata line per response in the sample, got {len(lines)} lines "
@@ -63,3 +65,27 @@ def iter_sample_records() -> Iterator[tuple[dict[str, Any], int]]:
             "response": response,
         }
         yield record, int(meta["label"])
+
+
+def write_compact(
+    folder: Path,
+    name: str,
+    meta: list[dict[str, Any]],
+    tops: list[NDArray[np.floating[Any]]],
+    chosen: list[NDArray[np.floating[Any]]],
+) -> None:
+    """Write responses in the shipped compact form: ``name.npz`` (float16) and ``name.jsonl``.
+
+    ``meta[i]`` needs id, model, created, metadata, prompt, response_text,
+    finish_reason, usage, label and label_how; ``tops[i]`` is ``(T_i, k)`` and
+    ``chosen[i]`` is ``(T_i,)``.
+    """
+    np.savez_compressed(
+        folder / f"{name}.npz",
+        top=np.concatenate(tops).astype(np.float16),
+        chosen=np.concatenate(chosen).astype(np.float16),
+        lengths=np.array([len(c) for c in chosen], dtype=np.int32),
+    )
+    with (folder / f"{name}.jsonl").open("wb") as handle:
+        for item in meta:
+            handle.write(orjson.dumps(item) + b"\n")

@@ -160,3 +160,12 @@ def test_labels_for_unknown_traces_are_reported_not_stored(engine: Engine) -> No
     again = add_labels(engine, [(first_id, False, None)], labeler="exact")
     assert (stored, known, unknown) == (1, 0, ["nobody"])
     assert again == (0, 1, [])
+
+
+def test_the_collected_corpus_ingests_with_twenty_alternatives_per_token(engine: Engine) -> None:
+    pairs = list(iter_sample_records("corpus-collected"))
+    report = ingest_records(engine, (r for r, _ in pairs), source="collected")
+    steps = pairs[0][0]["response"]["choices"][0]["logprobs"]["content"]
+    assert (report.read, report.stored, report.quarantined) == (40, 40, 0)
+    assert {len(s["top_logprobs"]) for s in steps} == {20}
+    assert sum(label for _, label in pairs) == 17

@@ -70,6 +70,43 @@ class Settings(BaseSettings):
         default=None, description="API key of the OpenAI-compatible server responses come from."
     )
 
+    judge_base_url: str | None = Field(
+        default=None,
+        description="Base URL of the LLM judge's OpenAI-compatible API, e.g. http://127.0.0.1:8089/v1.",
+    )
+    judge_model: str | None = Field(default=None, description="Model name the judge requests.")
+    judge_max_tokens: int = Field(
+        default=256, ge=16, le=8192, description="Most tokens the judge may generate per verdict."
+    )
+    judge_timeout_s: float = Field(
+        default=120.0, gt=0.0, le=3600.0, description="Seconds to wait for one judge verdict."
+    )
+    judge_price_input_per_mtok: float = Field(
+        default=0.0, ge=0.0, description="Judge price in USD per million prompt tokens."
+    )
+    judge_price_output_per_mtok: float = Field(
+        default=0.0, ge=0.0, description="Judge price in USD per million completion tokens."
+    )
+    label_studio_url: str = Field(
+        default="http://127.0.0.1:8091",
+        description="Base URL of the Label Studio server (scripts/label-studio starts one here).",
+    )
+    label_studio_api_key: SecretStr | None = Field(
+        default=None,
+        description="Label Studio API token; default: the one scripts/label-studio created.",
+    )
+    label_studio_project: str = Field(
+        default="entropy-sentinel",
+        min_length=1,
+        description="Title of the Label Studio project the labeler creates or reuses.",
+    )
+    label_studio_price_per_label: float = Field(
+        default=0.5, ge=0.0, description="USD paid per human annotation in Label Studio."
+    )
+    label_studio_poll_s: float = Field(
+        default=5.0, gt=0.0, le=3600.0, description="Seconds between polls for new annotations."
+    )
+
     @property
     def store_url(self) -> str:
         """The trace store URL in force."""

@@ -313,14 +313,14 @@ def estimate(
     _estimate(_settings(ctx, db), by=by, output=output, use_labels=use_labels, as_json=as_json)
 
 
-def _estimate(
-    settings: Settings, *, by: str, output: Path | None, use_labels: bool, as_json: bool
-) -> None:
+def _scored_slices(settings: Settings, *, by: str, use_labels: bool) -> tuple[Any, ...]:
+    """Every trace's P(correct) from the champion, and every slice's estimate.
+
+    Returns ``(frame, probs, estimates, served)``.
+    """
     from sentinel_core.slices import estimate_slices, estimate_slices_with_labels
     from tasks.registry import load_champion
 
-    if output is not None and output.suffix not in {".csv", ".json"}:
-        raise SentinelError(f"expected --out to end in .csv or .json, got {str(output)!r}")
     frame = _labelled_frame(settings, by)
     if frame.empty:
         raise SentinelError("expected traces in the store, got none: run `sentinel ingest` first")
@@ -340,6 +340,15 @@ def _estimate(
         if use_labels
         else estimate_slices(probs, keys, **options)
     )
+    return frame, probs, estimates, served
+
+
+def _estimate(
+    settings: Settings, *, by: str, output: Path | None, use_labels: bool, as_json: bool
+) -> None:
+    if output is not None and output.suffix not in {".csv", ".json"}:
+        raise SentinelError(f"expected --out to end in .csv or .json, got {str(output)!r}")
+    frame, _probs, estimates, served = _scored_slices(settings, by=by, use_labels=use_labels)
     observed = frame.groupby("slice")["label"].agg(["mean", "count"])
     rows = []
     for e in estimates:
@@ -576,3 +585,9 @@ def main() -> None:
             f"[red]error:[/red] setting {where}: {first['msg']}", highlight=False, soft_wrap=True
         )
         sys.exit(2)
+
+
+# The campaign commands live in their own module; registered last (they use the helpers above).
+from flows.campaign_cli import campaign_app  # noqa: E402
+
+app.add_typer(campaign_app, name="campaign")

@@ -14,10 +14,41 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from labeling.base import LabelingError, LabelOutcome, LabelRequest
 from labeling.verifier import verify_record
 from sentinel_core.store import add_labels, iter_unlabelled
 
 LABELER = "exact"
+
+
+class ExactLabeler:
+    """The exact verifier behind the labeler interface: free, needs a gold answer and kind."""
+
+    @property
+    def name(self) -> str:
+        """Stored with each label: ``exact``."""
+        return LABELER
+
+    def max_cost(self, request: LabelRequest) -> float:
+        """Nothing: the verifier runs locally."""
+        return 0.0
+
+    def label(self, request: LabelRequest) -> LabelOutcome:
+        """Verify the response against its gold answer; no gold or kind is a LabelingError."""
+        if request.reference is None or request.kind is None:
+            raise LabelingError(
+                f"expected a gold answer and an answer kind in the metadata of "
+                f"{request.trace_id!r} for the exact verifier, got gold={request.reference!r}, "
+                f"kind={request.kind!r}"
+            )
+        verdict = verify_record(
+            {
+                "metadata": {**request.metadata, "gold": request.reference, "kind": request.kind},
+                "response_text": request.response_text,
+                "finish_reason": request.finish_reason,
+            }
+        )
+        return LabelOutcome(request.trace_id, verdict.correct, 0.0, verdict.to_dict())
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ feature set that made them.
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,9 @@ from sentinel_core.traces import Trace
 
 #: Labelers in the order their word counts when one trace has several labels.
 LABELER_PRIORITY: tuple[str, ...] = ("exact", "label-studio", "import", "judge")
+
+#: Modules whose SQLModel tables live in the store too; imported before create_all.
+_TABLE_MODULES: tuple[str, ...] = ("sentinel_core.ledger",)
 
 
 def _now() -> datetime:
@@ -148,6 +152,9 @@ def open_store(url: str) -> Engine:
         raise StoreError(f"cannot use store URL {parsed!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    # Tables defined beside the store (the ledger, the run watermarks) register on import.
+    for module in _TABLE_MODULES:
+        importlib.import_module(module)
     try:
         SQLModel.metadata.create_all(engine)
     except OperationalError as exc:

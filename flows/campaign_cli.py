@@ -1,0 +1,236 @@
+"""``sentinel campaign plan|run|status``: labeling campaigns under a budget.
+
+A plan ranks the slices by the champion's estimates, allocates the labels the
+budget buys and picks the responses (``sentinel_core.acquisition``); it is
+stored with its budget in the trace store. ``run`` spends that budget through
+one labeler (the ledger reserves before each action and commits with the
+label), and can be rerun after a crash. ``status`` shows spent, reserved and
+labelled, per slice.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from sentinel_core.errors import SentinelError
+
+if TYPE_CHECKING:
+    from labeling.base import AsyncLabeler, SyncLabeler
+    from sentinel_core.settings import Settings
+
+campaign_app = typer.Typer(
+    help="Labeling campaigns: plan under a budget, run with a labeler, show status.",
+    no_args_is_help=True,
+)
+
+LABELERS = ("exact", "judge", "label-studio")
+LabelerOption = Annotated[str, typer.Option(help="exact, judge or label-studio.")]
+
+
+def _cli() -> Any:
+    # flows.cli imports this module at its end; import it back lazily.
+    from flows import cli
+
+    return cli
+
+
+def _check_labeler(kind: str) -> str:
+    if kind not in LABELERS:
+        raise SentinelError(f"expected --labeler to be one of {', '.join(LABELERS)}, got {kind!r}")
+    return kind
+
+
+def default_cost_per_label(settings: Settings, kind: str) -> float:
+    """A planning estimate of one label's cost in USD (the run reserves the exact bound)."""
+    if kind == "label-studio":
+        return settings.label_studio_price_per_label
+    if kind == "judge":
+        # ~2,000 prompt tokens (question, response, reference, instructions) + the verdict.
+        return (
+            2000 * settings.judge_price_input_per_mtok
+            + settings.judge_max_tokens * settings.judge_price_output_per_mtok
+        ) / 1e6
+    return 0.0
+
+
+def make_labeler(settings: Settings, kind: str) -> SyncLabeler | AsyncLabeler:
+    """The labeler of kind ``kind``, configured from settings."""
+    _check_labeler(kind)
+    if kind == "exact":
+        from labeling.exact import ExactLabeler
+
+        return ExactLabeler()
+    if kind == "judge":
+        from labeling.judge import JudgeLabeler
+
+        return JudgeLabeler.from_settings(settings)
+    from labeling.label_studio import LabelStudioLabeler
+
+    return LabelStudioLabeler.from_settings(settings)
+
+
+@campaign_app.command("plan")
+def plan_command(
+    ctx: typer.Context,
+    budget: Annotated[float, typer.Option(min=0.0, help="Budget, in --unit.")],
+    by: Annotated[str, typer.Option(help="Metadata key that defines the slices.")],
+    labeler: LabelerOption = "exact",
+    unit: Annotated[str, typer.Option(help="labels or usd.")] = "labels",
+    cost_per_label: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="USD per label for planning (default: from the labeler)."),
+    ] = None,
+    max_slices: Annotated[int, typer.Option(min=1, help="Label at most this many slices.")] = 3,
+    min_per_slice: Annotated[
+        int, typer.Option(min=0, help="Labels per chosen slice, at least, where affordable.")
+    ] = 10,
+    budget_name: Annotated[
+        str | None,
+        typer.Option(help="Draw on this named budget (shared by campaigns); default: own."),
+    ] = None,
+    campaign_id: Annotated[str | None, typer.Option("--id", help="Campaign id.")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the store.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with the plan as JSON.")] = False,
+) -> None:
+    """Rank slices by estimated accuracy and pick the responses a budget buys."""
+    from labeling.campaign import plan_campaign
+
+    cli = _cli()
+    settings = cli._settings(ctx, db)
+    kind = _check_labeler(labeler)
+    if unit not in ("labels", "usd"):
+        raise SentinelError(f"expected --unit labels or usd, got {unit!r}")
+    frame, probs, estimates, _served = cli._scored_slices(settings, by=by, use_labels=True)
+    cost = default_cost_per_label(settings, kind) if cost_per_label is None else cost_per_label
+    cid, plan = plan_campaign(
+        cli._engine(settings),
+        estimates=estimates,
+        trace_ids=frame["trace_id"].to_numpy(),
+        slices=frame["slice"].to_numpy(),
+        p_correct=probs,
+        by=by,
+        labeler=kind,
+        budget=budget,
+        unit=unit,  # type: ignore[arg-type]
+        cost_per_label=cost,
+        budget_name=budget_name,
+        campaign_id=campaign_id,
+        max_slices=max_slices,
+        min_per_slice=min_per_slice,
+        seed=settings.seed,
+    )
+    for line in plan.summary_lines():
+        cli.out.print(line, highlight=False)
+    cli.out.print(f"campaign {cid} (run it: sentinel campaign run {cid} --labeler {kind})")
+    if as_json:
+        cli.out.print(json.dumps({"id": cid, **plan.to_dict()}), soft_wrap=True)
+
+
+@campaign_app.command("run")
+def run_command(
+    ctx: typer.Context,
+    campaign_id: Annotated[str, typer.Argument(help="The campaign id printed by plan.")],
+    labeler: LabelerOption = "exact",
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Act on at most this many items now.")
+    ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(min=0.0, help="label-studio: keep polling for annotations this many s."),
+    ] = 0.0,
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the store.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with the report as JSON.")] = False,
+) -> None:
+    """Spend the campaign's budget with a labeler; rerun to resume after a stop or crash."""
+    from labeling.campaign import run_campaign
+    from sentinel_core.ledger import load_campaign
+
+    cli = _cli()
+    settings = cli._settings(ctx, db)
+    engine = cli._engine(settings)
+    state = load_campaign(engine, campaign_id)
+    the_labeler = make_labeler(settings, _check_labeler(labeler))
+    todo = sum(
+        s["planned"] + s["reserved"] + s["calling"] + s["submitted"]
+        for s in state.per_slice.values()
+    )
+    with cli._progress(f"campaign {campaign_id} ({labeler})", todo) as advance:
+        report = run_campaign(
+            engine,
+            campaign_id,
+            the_labeler,
+            limit=limit,
+            wait_s=wait,
+            poll_s=settings.label_studio_poll_s,
+            on_progress=advance,
+        )
+    cli.out.print(
+        f"campaign {campaign_id}: labelled {report.labelled}, failed {report.failed}, "
+        f"released {report.released}, submitted {report.submitted}, waiting {report.pending}, "
+        f"recovered {report.recovered}; spent now {report.spent:g}",
+        highlight=False,
+    )
+    if report.stopped:
+        cli.out.print(f"stopped: {report.stopped}", highlight=False)
+    _print_status(cli, load_campaign(engine, campaign_id))
+    if as_json:
+        cli.out.print(json.dumps(report.to_dict()), soft_wrap=True)
+
+
+@campaign_app.command("status")
+def status_command(
+    ctx: typer.Context,
+    campaign_id: Annotated[str, typer.Argument(help="The campaign id printed by plan.")],
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the store.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with the status as JSON.")] = False,
+) -> None:
+    """Spent, reserved and labelled, overall and per slice."""
+    from sentinel_core.ledger import load_campaign
+
+    cli = _cli()
+    state = load_campaign(cli._engine(cli._settings(ctx, db)), campaign_id)
+    _print_status(cli, state)
+    if as_json:
+        b = state.budget
+        payload = {
+            "id": state.id,
+            "labeler": state.labeler,
+            "budget": {
+                "name": b.name,
+                "unit": b.unit,
+                "total": b.total,
+                "reserved": b.reserved,
+                "spent": b.committed,
+            },
+            "slices": state.per_slice,
+        }
+        cli.out.print(json.dumps(payload), soft_wrap=True)
+
+
+def _print_status(cli: Any, state: Any) -> None:
+    b = state.budget
+    cli.out.print(
+        f"budget {b.name!r}: spent {b.committed:g} + reserved {b.reserved:g} of {b.total:g} "
+        f"{b.unit} (all campaigns on it); labeler {state.labeler or 'not chosen yet'}",
+        highlight=False,
+    )
+    table = Table(title=f"campaign {state.id} by {state.by}")
+    columns = ("slice", "planned", "reserved", "waiting", "labelled", "correct", "failed", "spent")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "slice" else "right")
+    for name, c in state.per_slice.items():
+        table.add_row(
+            name,
+            str(int(c["planned"])),
+            str(int(c["reserved"] + c["calling"])),
+            str(int(c["submitted"])),
+            str(int(c["labelled"])),
+            str(int(c["correct"])),
+            str(int(c["failed"])),
+            f"{c['spent']:g}",
+        )
+    cli.out.print(table)

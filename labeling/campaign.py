@@ -1,0 +1,336 @@
+"""Running a labeling campaign: the plan's items, a labeler, and the budget ledger.
+
+Every item goes through the ledger (``sentinel_core.ledger``): its cost is
+reserved before the labeler acts, and the label is stored in the same
+transaction that commits the spend. A rerun of a stopped or crashed campaign
+first closes what the crash left in flight (``ledger.recover``), then carries on
+with the items still reserved or planned; Label Studio tasks are imported with
+the trace id as their key, so a rerun never duplicates one.
+
+For a budget in labels, every label costs 1; a failed attempt costs nothing (a
+crash in the middle of a call is charged its reservation, 1). For a budget in
+USD, the labeler's ``max_cost`` is reserved and what the labeler reports is
+committed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from secrets import token_hex
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from labeling.base import AsyncLabeler, LabelingError, LabelRequest, SyncLabeler
+from sentinel_core import ledger
+from sentinel_core.acquisition import Plan, Unit, plan
+from sentinel_core.errors import InvalidInputError
+from sentinel_core.slices import SliceEstimate
+from sentinel_core.store import LabelRow, TraceRow
+
+__all__ = [
+    "RunReport",
+    "new_campaign_id",
+    "plan_campaign",
+    "requests_for",
+    "run_campaign",
+]
+
+#: A campaign stops after this many paid failures in a row (a judge that answers garbage).
+MAX_FAILURES_IN_A_ROW = 5
+
+
+@dataclass(slots=True)
+class RunReport:
+    """What one run of a campaign did, and why it stopped."""
+
+    campaign_id: str
+    labeler: str
+    labelled: int = 0
+    failed: int = 0
+    released: int = 0
+    submitted: int = 0
+    recovered: int = 0
+    spent: float = 0.0
+    pending: int = 0
+    stopped: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
+        return asdict(self)
+
+
+def new_campaign_id() -> str:
+    """A sortable, unique campaign id: ``c-YYYYmmdd-HHMMSS-xxxx``."""
+    return f"c-{datetime.now(UTC):%Y%m%d-%H%M%S}-{token_hex(2)}"
+
+
+def labelled_by(engine: Engine, trace_ids: Sequence[str], *, labeler: str) -> set[str]:
+    """Which of ``trace_ids`` already carry a label from ``labeler``."""
+    with Session(engine) as session:
+        rows = session.exec(select(LabelRow.trace_id).where(LabelRow.labeler == labeler)).all()
+    wanted = set(trace_ids)
+    return {t for t in rows if t in wanted}
+
+
+def plan_campaign(
+    engine: Engine,
+    *,
+    estimates: Sequence[SliceEstimate],
+    trace_ids: npt.ArrayLike,
+    slices: npt.ArrayLike,
+    p_correct: npt.ArrayLike,
+    by: str,
+    labeler: str,
+    budget: float,
+    unit: Unit,
+    cost_per_label: float,
+    budget_name: str | None = None,
+    campaign_id: str | None = None,
+    max_slices: int = 3,
+    min_per_slice: int = 10,
+    seed: int = 0,
+) -> tuple[str, Plan]:
+    """Plan a campaign (``sentinel_core.acquisition.plan``) and store it with its budget.
+
+    The budget ``budget_name`` (default: the campaign id) is created with ``budget``
+    as its total, or reused when it exists with the same total and unit, so
+    several campaigns can draw on one budget.
+    """
+    ids = np.asarray(trace_ids, dtype=str)
+    done = labelled_by(engine, list(ids), labeler=labeler)
+    the_plan = plan(
+        estimates,
+        ids,
+        slices,
+        p_correct,
+        np.array([t in done for t in ids], dtype=bool),
+        by=by,
+        budget=budget,
+        unit=unit,
+        cost_per_label=cost_per_label,
+        max_slices=max_slices,
+        min_per_slice=min_per_slice,
+        seed=seed,
+    )
+    cid = campaign_id or new_campaign_id()
+    name = budget_name or cid
+    ledger.create_budget(engine, name, total=budget, unit=unit)
+    ledger.create_campaign(engine, cid, the_plan, budget=name, labeler=labeler)
+    return cid, the_plan
+
+
+def requests_for(engine: Engine, rows: Sequence[ledger.CampaignItemRow]) -> dict[int, LabelRequest]:
+    """The labeler's view of each item: question, response, reference, P(correct)."""
+    wanted = {r.trace_id for r in rows}
+    with Session(engine) as session:
+        traces = {
+            t.id: t
+            for t in session.exec(select(TraceRow).where(col(TraceRow.id).in_(wanted))).all()
+        }
+    out: dict[int, LabelRequest] = {}
+    for r in rows:
+        trace = traces[r.trace_id]
+        meta = dict(trace.meta or {})
+        assert r.id is not None
+        out[r.id] = LabelRequest(
+            trace_id=trace.id,
+            response_text=trace.response_text,
+            question=trace.prompt or _text(meta.get("question")),
+            reference=_text(meta.get("gold")),
+            kind=_text(meta.get("kind")),
+            finish_reason=trace.finish_reason,
+            p_correct=r.p_correct,
+            slice=r.slice,
+            metadata=meta,
+        )
+    return out
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def run_campaign(
+    engine: Engine,
+    campaign_id: str,
+    labeler: SyncLabeler | AsyncLabeler,
+    *,
+    limit: int | None = None,
+    wait_s: float = 0.0,
+    poll_s: float = 5.0,
+    on_progress: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunReport:
+    """Run (or resume) a campaign with ``labeler`` until done, out of budget, or stopped.
+
+    Args:
+        limit: act on at most this many items in this run.
+        wait_s: asynchronous labelers only: keep polling for annotations this long.
+        on_progress: called with the number of items just finished.
+    """
+    ledger.set_labeler(engine, campaign_id, labeler.name)
+    unit = ledger.load_campaign(engine, campaign_id).budget.unit
+    report = RunReport(campaign_id=campaign_id, labeler=labeler.name)
+    report.recovered = ledger.recover(engine, campaign_id)
+    if isinstance(labeler, SyncLabeler):
+        _run_sync(engine, campaign_id, labeler, unit, report, limit, on_progress)
+    elif isinstance(labeler, AsyncLabeler):
+        _run_async(engine, campaign_id, labeler, unit, report, limit, on_progress)
+        deadline = time.monotonic() + wait_s
+        while report.pending and time.monotonic() < deadline:
+            sleep(poll_s)
+            _collect(engine, campaign_id, labeler, unit, report, on_progress)
+    else:
+        raise InvalidInputError(
+            f"expected a SyncLabeler or an AsyncLabeler, got {type(labeler).__name__}"
+        )
+    return report
+
+
+def _amount(unit: str, usd: float) -> float:
+    return 1.0 if unit == "labels" else usd
+
+
+def _reserve(
+    engine: Engine, row: ledger.CampaignItemRow, amount: float, labeler: str, report: RunReport
+) -> bool:
+    assert row.id is not None
+    if row.state == "reserved" or ledger.reserve(engine, row.id, amount, labeler=labeler):
+        return True
+    budget = ledger.load_campaign(engine, report.campaign_id).budget
+    report.stopped = (
+        f"budget {budget.name!r} exhausted: {budget.committed:g} {budget.unit} spent and "
+        f"{budget.reserved:g} reserved of {budget.total:g}; the next label needs {amount:g}"
+    )
+    return False
+
+
+def _run_sync(
+    engine: Engine,
+    campaign_id: str,
+    labeler: SyncLabeler,
+    unit: str,
+    report: RunReport,
+    limit: int | None,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    rows = ledger.items(engine, campaign_id, states=("reserved", "planned"))
+    rows.sort(key=lambda r: (r.state != "reserved", r.id))
+    if limit is not None:
+        rows = rows[:limit]
+    requests = requests_for(engine, rows)
+    failures_in_a_row = 0
+    for row in rows:
+        assert row.id is not None
+        request = requests[row.id]
+        if not _reserve(
+            engine, row, _amount(unit, labeler.max_cost(request)), labeler.name, report
+        ):
+            break
+        ledger.mark_calling(engine, row.id)
+        try:
+            outcome = labeler.label(request)
+        except LabelingError as exc:
+            message = f"{row.trace_id}: {exc}"
+            report.errors.append(message)
+            if exc.retryable:
+                ledger.release(engine, row.id, reason=str(exc))
+                report.released += 1
+                report.stopped = (
+                    f"stopped on a transient labeler error (rerun to resume): {message}"
+                )
+                break
+            cost = 0.0 if unit == "labels" else exc.cost
+            ledger.settle_failed(engine, row.id, cost=cost, reason=str(exc))
+            report.failed += 1
+            report.spent += cost
+            failures_in_a_row += 1
+            if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                report.stopped = (
+                    f"stopped after {failures_in_a_row} failed labels in a row; last: {message}"
+                )
+                break
+            continue
+        failures_in_a_row = 0
+        cost = _amount(unit, outcome.cost)
+        if ledger.settle(
+            engine,
+            row.id,
+            correct=outcome.correct,
+            cost=cost,
+            labeler=labeler.name,
+            detail=json.dumps(dict(outcome.detail), default=str),
+        ):
+            report.labelled += 1
+            report.spent += cost
+        if on_progress is not None:
+            on_progress(1)
+
+
+def _run_async(
+    engine: Engine,
+    campaign_id: str,
+    labeler: AsyncLabeler,
+    unit: str,
+    report: RunReport,
+    limit: int | None,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    rows = ledger.items(engine, campaign_id, states=("reserved", "planned"))
+    rows.sort(key=lambda r: (r.state != "reserved", r.id))
+    if limit is not None:
+        rows = rows[:limit]
+    requests = requests_for(engine, rows)
+    reserved = []
+    for row in rows:
+        assert row.id is not None
+        if not _reserve(
+            engine, row, _amount(unit, labeler.max_cost(requests[row.id])), labeler.name, report
+        ):
+            break
+        reserved.append(row.id)
+    if reserved:
+        # Import first, then record: a crash in between leaves items reserved, and the
+        # rerun's import finds their tasks by trace id instead of creating them again.
+        report.submitted = labeler.submit([requests[i] for i in reserved])
+        ledger.mark_submitted(engine, reserved)
+    _collect(engine, campaign_id, labeler, unit, report, on_progress)
+
+
+def _collect(
+    engine: Engine,
+    campaign_id: str,
+    labeler: AsyncLabeler,
+    unit: str,
+    report: RunReport,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    waiting = ledger.items(engine, campaign_id, states=("submitted",))
+    by_trace = {r.trace_id: r for r in waiting}
+    for outcome in labeler.collect(list(by_trace)):
+        row = by_trace.get(outcome.trace_id)
+        if row is None or row.id is None:
+            continue
+        cost = _amount(unit, outcome.cost)
+        if ledger.settle(
+            engine,
+            row.id,
+            correct=outcome.correct,
+            cost=cost,
+            labeler=labeler.name,
+            detail=json.dumps(dict(outcome.detail), default=str),
+        ):
+            report.labelled += 1
+            report.spent += cost
+            if on_progress is not None:
+                on_progress(1)
+    report.pending = len(ledger.items(engine, campaign_id, states=("submitted",)))

@@ -1,7 +1,11 @@
 """Export responses collected into a store as a shipped compact corpus (run by hand).
 
     .venv/bin/python scripts/export_corpus.py sqlite:///path/store.db corpus-collected \
-        [--exclude-source sample]
+        [--exclude-source sample] [--prompts ../shared/data/prompts/dev.jsonl]
+
+With ``--prompts``, each response gets back the prompt text it was collected with
+(question + instruction, as ``sentinel collect`` sent it), so judges and annotators
+can see the question; the store itself keeps only the prompt's hash by default.
 
 Every exported response carries the prompt metadata `sentinel collect` stored
 (benchmark, prompt_id, gold, kind) and the exact verifier's label. The files
@@ -24,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from labeling.verifier import verify_record  # noqa: E402
 from sentinel_core.corpus import write_compact  # noqa: E402
 from sentinel_core.store import TraceRow, open_store  # noqa: E402
+from tasks.collect import read_prompts  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +36,9 @@ def main() -> None:
     parser.add_argument("store_url")
     parser.add_argument("name")
     parser.add_argument("--exclude-source", default="sample", help="skip traces from this source")
+    parser.add_argument("--prompts", type=Path, help="prompts JSONL to restore the prompt text")
     args = parser.parse_args()
+    prompts = {} if args.prompts is None else {p.id: p for p in read_prompts(args.prompts)}
     engine = open_store(args.store_url)
     meta, tops, chosen = [], [], []
     with Session(engine) as session:
@@ -51,7 +58,12 @@ def main() -> None:
                 "model": row.model,
                 "created": int(row.created.timestamp()),
                 "metadata": row.meta,
-                "prompt": row.prompt,
+                "prompt": row.prompt
+                or (
+                    prompts[row.meta["prompt_id"]].user_message
+                    if row.meta.get("prompt_id") in prompts
+                    else None
+                ),
                 "response_text": row.response_text,
                 "finish_reason": row.finish_reason,
                 "usage": None,

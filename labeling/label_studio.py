@@ -1,0 +1,543 @@
+"""The human labeler: responses go to a Label Studio project, annotators' verdicts come back.
+
+``LabelStudioLabeler`` is an ``AsyncLabeler``. It creates (or reuses, by
+title) a project whose labeling interface shows the question, the response,
+the estimator's P(correct) and slice, a required single choice
+``correct``/``incorrect`` and an optional comment (``LABEL_CONFIG``).
+
+- ``submit`` imports one task per request, its ``data`` keyed by ``trace_id``.
+  It first lists the project's tasks and skips trace ids already there, so a
+  rerun, also after a crash between the import and anything after it, never
+  creates a duplicate.
+- ``collect`` reads the annotated tasks back (every page), keeps those of the
+  given trace ids, and parses each annotation once, here, into ``Annotation``;
+  nothing downstream digs in Label Studio's ``result`` JSON. Cancelled
+  (skipped) annotations are ignored. When a trace has several annotations (a
+  project with overlap, or an annotator who re-labelled), the latest one wins
+  (greatest ``updated_at``, then greatest id). A label costs
+  ``price_per_label``.
+
+Talks to the server with ``label-studio-sdk``'s v2 client and a legacy API
+token (``Authorization: Token <key>``, what ``scripts/label-studio`` creates).
+The client is ``LabelStudioBase``, the generated v2 client that
+``label_studio_sdk.LabelStudio`` extends: importing ``LabelStudio`` also
+imports the SDK's v1 ``_legacy`` package, whose pydantic-v1 validators warn
+(``PydanticDeprecatedSince20``) at import, and its extensions (``tasks.list``
+defaulting to ``fields="all"``) are untyped; we pass ``fields`` ourselves.
+A failed call becomes a ``LabelingError`` saying what was expected and what
+came (URL, HTTP status); a connection error, timeout, 429 or 5xx is
+retryable. The client's own calls are not retried here: the campaign decides.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Iterator, Sequence
+from functools import partial
+from typing import Any, Final, Literal, TypeVar
+
+import httpx
+from label_studio_sdk.base_client import LabelStudioBase
+from label_studio_sdk.core.api_error import ApiError
+from label_studio_sdk.types.all_roles_project_list import AllRolesProjectList
+from label_studio_sdk.types.import_api_request import ImportApiRequest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from labeling.base import LabelingError, LabelOutcome, LabelRequest
+from sentinel_core.errors import InvalidInputError
+from sentinel_core.settings import Settings
+
+T = TypeVar("T")
+
+LABELER = "label-studio"
+CHOICE_NAME = "verdict"
+"""``from_name`` of the required Choices control (``correct`` / ``incorrect``)."""
+COMMENT_NAME = "comment"
+"""``from_name`` of the optional TextArea."""
+CORRECT: Final = "correct"
+INCORRECT: Final = "incorrect"
+PROMPT_NOT_STORED = "(prompt not stored)"
+PAGE_SIZE = 100
+IMPORT_CHUNK = 500
+
+LABEL_CONFIG = f"""<View>
+  <Header value="Question"/>
+  <Text name="question" value="$question"/>
+  <Header value="Response"/>
+  <Text name="response" value="$response"/>
+  <View style="display: flex; gap: 2em; color: #666;">
+    <View>
+      <Header value="Estimated P(correct)" size="6"/>
+      <Text name="p_correct" value="$p_correct"/>
+    </View>
+    <View><Header value="Slice" size="6"/><Text name="slice" value="$slice"/></View>
+    <View><Header value="Trace" size="6"/><Text name="trace_id" value="$trace_id"/></View>
+  </View>
+  <Header value="Is the response correct?"/>
+  <Choices name="{CHOICE_NAME}" toName="response" choice="single-radio" required="true"
+           showInline="true">
+    <Choice value="{CORRECT}"/>
+    <Choice value="{INCORRECT}"/>
+  </Choices>
+  <Header value="Comment (optional)" size="6"/>
+  <TextArea name="{COMMENT_NAME}" toName="response" rows="2" maxSubmissions="1" editable="true"
+            placeholder="Why, if it helps"/>
+</View>
+"""
+"""The project's labeling interface. Task data: ``trace_id``, ``question``,
+``response``, ``p_correct`` and ``slice`` (the last two as display strings)."""
+
+
+class TaskData(BaseModel):
+    """What ``submit`` puts in a task's ``data`` (other keys are ignored when read back)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    trace_id: str = Field(min_length=1)
+    question: str = PROMPT_NOT_STORED
+    response: str = ""
+    p_correct: str = "not estimated"
+    slice: str = "(no slice)"
+
+    @classmethod
+    def of(cls, request: LabelRequest) -> TaskData:
+        """The task data shown for ``request``."""
+        return cls(
+            trace_id=request.trace_id,
+            question=request.question if request.question else PROMPT_NOT_STORED,
+            response=request.response_text,
+            p_correct="not estimated" if request.p_correct is None else f"{request.p_correct:.3f}",
+            slice=request.slice or "(no slice)",
+        )
+
+
+class _RawResult(BaseModel):
+    """One region of an annotation's ``result``, as Label Studio sends it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    from_name: str
+    type: str
+    value: dict[str, Any]
+
+
+class _RawAnnotation(BaseModel):
+    """An annotation as Label Studio sends it within a task (the fields we read)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: int
+    result: list[_RawResult] = Field(default_factory=list)
+    was_cancelled: bool = False
+    completed_by: int | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+class _RawChoices(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    choices: list[str]
+
+
+class _RawText(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    text: list[str]
+
+
+class Annotation(BaseModel):
+    """One finished, not cancelled annotation of a task, parsed once."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: int
+    trace_id: str
+    annotation_id: int
+    choice: Literal["correct", "incorrect"]
+    comment: str | None
+    completed_by: int | None
+    updated_at: dt.datetime | None
+
+    @property
+    def correct(self) -> bool:
+        """Whether the annotator judged the response correct."""
+        return self.choice == CORRECT
+
+    def sort_key(self) -> tuple[dt.datetime, int]:
+        """Order of recency: the latest update, then the greatest id."""
+        return (self.updated_at or dt.datetime.min.replace(tzinfo=dt.UTC), self.annotation_id)
+
+
+def parse_annotation(task_id: int, trace_id: str, raw: object) -> Annotation | None:
+    """``raw`` (one entry of a task's ``annotations``) as an ``Annotation``; None if cancelled.
+
+    Raises ``LabelingError`` naming the task when the annotation does not have
+    the shape ``LABEL_CONFIG`` produces: exactly one ``verdict`` choice among
+    ``correct``/``incorrect``, and at most one comment.
+    """
+    where = f"task {task_id} (trace {trace_id!r})"
+    try:
+        annotation = _RawAnnotation.model_validate(raw)
+    except ValidationError as exc:
+        raise LabelingError(
+            f"{where}: expected an annotation with an integer id and a result list, "
+            f"got {_short(raw)} ({_errors(exc)})"
+        ) from exc
+    if annotation.was_cancelled:
+        return None
+    where = f"{where}, annotation {annotation.id}"
+    verdicts = [r for r in annotation.result if r.from_name == CHOICE_NAME]
+    comments = [r for r in annotation.result if r.from_name == COMMENT_NAME]
+    expected = f"exactly one {CHOICE_NAME!r} choice of {CORRECT!r} or {INCORRECT!r}"
+    if len(verdicts) != 1:
+        raise LabelingError(
+            f"{where}: expected {expected} in the result, got {len(verdicts)} "
+            f"{CHOICE_NAME!r} regions "
+            f"(result: {_short([r.model_dump() for r in annotation.result])})"
+        )
+    try:
+        choices = _RawChoices.model_validate(verdicts[0].value).choices
+    except ValidationError as exc:
+        raise LabelingError(
+            f"{where}: expected {expected}, got value {_short(verdicts[0].value)}"
+        ) from exc
+    if len(choices) != 1 or choices[0] not in (CORRECT, INCORRECT):
+        raise LabelingError(f"{where}: expected {expected}, got choices {choices!r}")
+    choice: Literal["correct", "incorrect"] = CORRECT if choices[0] == CORRECT else INCORRECT
+    if len(comments) > 1:
+        raise LabelingError(
+            f"{where}: expected at most one {COMMENT_NAME!r} region, got {len(comments)}"
+        )
+    comment: str | None = None
+    if comments:
+        try:
+            texts = _RawText.model_validate(comments[0].value).text
+        except ValidationError as exc:
+            raise LabelingError(
+                f"{where}: expected the {COMMENT_NAME!r} value to be {{'text': [str, ...]}}, "
+                f"got {_short(comments[0].value)}"
+            ) from exc
+        comment = "\n".join(texts).strip() or None
+    return Annotation(
+        task_id=task_id,
+        trace_id=trace_id,
+        annotation_id=annotation.id,
+        choice=choice,
+        comment=comment,
+        completed_by=annotation.completed_by,
+        updated_at=annotation.updated_at or annotation.created_at,
+    )
+
+
+def latest(annotations: Sequence[Annotation]) -> Annotation:
+    """The annotation that decides a trace's label: the most recently updated one."""
+    if not annotations:
+        raise InvalidInputError("expected at least one annotation, got none")
+    return max(annotations, key=Annotation.sort_key)
+
+
+class LabelStudioLabeler:
+    """Human labels through a Label Studio project (see the module's docstring)."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        api_key: str,
+        project_title: str,
+        price_per_label: float,
+        timeout_s: float = 30.0,
+    ) -> None:
+        if not api_key:
+            raise LabelingError(
+                "expected a Label Studio API token, got an empty one (set "
+                "SENTINEL_LABEL_STUDIO_API_KEY, e.g. to what scripts/label-studio token prints)"
+            )
+        if not project_title:
+            raise InvalidInputError("expected a non-empty Label Studio project title, got ''")
+        if not price_per_label >= 0.0:
+            raise InvalidInputError(f"expected price_per_label >= 0 USD, got {price_per_label!r}")
+        self.url = url.rstrip("/")
+        self.project_title = project_title
+        self.price_per_label = float(price_per_label)
+        self._project_id: int | None = None
+        # Ours, so that close() can close it (the SDK never closes the one it makes).
+        self._http = httpx.Client(timeout=timeout_s, follow_redirects=True)
+        try:
+            self._client = LabelStudioBase(
+                base_url=self.url, api_key=api_key, timeout=timeout_s, httpx_client=self._http
+            )
+        except ApiError as exc:
+            self._http.close()  # a JWT-shaped key is checked (expiry) when the client is built
+            raise LabelingError(
+                f"expected a usable Label Studio API token, got one the client refused: {exc.body}"
+            ) from exc
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LabelStudioLabeler:
+        """The labeler the settings describe; a missing token is a clear ``LabelingError``."""
+        key = settings.label_studio_api_key
+        if key is None or not key.get_secret_value():
+            raise LabelingError(
+                "expected a Label Studio API token in the settings, got none: set "
+                "SENTINEL_LABEL_STUDIO_API_KEY (scripts/label-studio token prints the token "
+                "of the server scripts/label-studio start runs)"
+            )
+        return cls(
+            url=settings.label_studio_url,
+            api_key=key.get_secret_value(),
+            project_title=settings.label_studio_project,
+            price_per_label=settings.label_studio_price_per_label,
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connections (the labeler is unusable afterwards)."""
+        self._http.close()
+
+    def __enter__(self) -> LabelStudioLabeler:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def name(self) -> str:
+        """The labeler kind stored with each label."""
+        return LABELER
+
+    def max_cost(self, request: LabelRequest) -> float:
+        """One human label, at the project's price (USD)."""
+        return self.price_per_label
+
+    def project_id(self) -> int:
+        """The id of the project titled ``project_title``, created on first use."""
+        if self._project_id is not None:
+            return self._project_id
+        projects = list(self._iter_projects())
+        same = sorted(
+            (p for p in projects if p.title == self.project_title and p.id is not None),
+            key=lambda p: p.id or 0,
+        )
+        if same:
+            project = same[0]
+            parsed = project.parsed_label_config or {}
+            control = parsed.get(CHOICE_NAME) if isinstance(parsed, dict) else None
+            if not isinstance(control, dict) or control.get("type") != "Choices":
+                raise LabelingError(
+                    f"expected project {project.id} {self.project_title!r} at {self.url} to have "
+                    f"a Choices control named {CHOICE_NAME!r} (the labeler's config), got "
+                    f"controls {sorted(parsed) if isinstance(parsed, dict) else parsed!r}; "
+                    "choose another SENTINEL_LABEL_STUDIO_PROJECT"
+                )
+            assert project.id is not None
+            self._project_id = project.id
+        else:
+            created = self._call(
+                f"a new project {self.project_title!r}",
+                lambda: self._client.projects.create(
+                    title=self.project_title,
+                    label_config=LABEL_CONFIG,
+                    description="Entropy Sentinel: is each LLM response correct?",
+                    show_skip_button=True,
+                    maximum_annotations=1,
+                ),
+            )
+            if created.id is None:
+                raise LabelingError(
+                    f"expected the new project's id from {self.url}, got a project without one"
+                )
+            self._project_id = created.id
+        return self._project_id
+
+    def existing_trace_ids(self) -> set[str]:
+        """The trace ids the project's tasks already carry."""
+        return {data.trace_id for _, data, _ in self._iter_tasks(with_annotations=False)}
+
+    def submit(self, requests: Sequence[LabelRequest]) -> int:
+        """Import tasks for the requests whose trace id the project lacks; how many were new."""
+        if not requests:
+            return 0
+        project = self.project_id()
+        present = self.existing_trace_ids()
+        new: dict[str, TaskData] = {}
+        for request in requests:
+            if request.trace_id not in present and request.trace_id not in new:
+                new[request.trace_id] = TaskData.of(request)
+        items = list(new.values())
+        imported = 0
+        for start in range(0, len(items), IMPORT_CHUNK):
+            chunk = items[start : start + IMPORT_CHUNK]
+            payload = [ImportApiRequest(data=item.model_dump()) for item in chunk]
+            response = self._call(
+                f"an import of {len(chunk)} tasks into project {project}",
+                partial(
+                    self._client.projects.import_tasks,
+                    project,
+                    request=payload,
+                    return_task_ids=True,
+                ),
+            )
+            count = response.task_count
+            if count is not None and count != len(chunk):
+                raise LabelingError(
+                    f"expected project {project} at {self.url} to import {len(chunk)} tasks, "
+                    f"got {count} imported"
+                )
+            imported += len(chunk)
+        return imported
+
+    def annotations(self, trace_ids: Collection[str]) -> list[Annotation]:
+        """Every finished, not cancelled annotation of tasks with these trace ids."""
+        wanted = set(trace_ids)
+        found: list[Annotation] = []
+        if not wanted:
+            return found
+        for task_id, data, raw_annotations in self._iter_tasks(with_annotations=True):
+            if data.trace_id not in wanted:
+                continue
+            for raw in raw_annotations:
+                annotation = parse_annotation(task_id, data.trace_id, raw)
+                if annotation is not None:
+                    found.append(annotation)
+        return found
+
+    def collect(self, trace_ids: Collection[str]) -> list[LabelOutcome]:
+        """The labels among ``trace_ids``: one per trace, from its latest annotation."""
+        by_trace: dict[str, list[Annotation]] = {}
+        for annotation in self.annotations(trace_ids):
+            by_trace.setdefault(annotation.trace_id, []).append(annotation)
+        outcomes = []
+        for trace_id in sorted(by_trace):
+            chosen = latest(by_trace[trace_id])
+            outcomes.append(
+                LabelOutcome(
+                    trace_id=trace_id,
+                    correct=chosen.correct,
+                    cost=self.price_per_label,
+                    detail={
+                        "annotation_id": chosen.annotation_id,
+                        "task_id": chosen.task_id,
+                        "project_id": self.project_id(),
+                        "annotator": chosen.completed_by,
+                        "comment": chosen.comment,
+                        "choice": chosen.choice,
+                    },
+                )
+            )
+        return outcomes
+
+    def _iter_projects(self) -> Iterator[AllRolesProjectList]:
+        """The projects the server lists for ``title=project_title``, every page.
+
+        Pages are walked by hand, not with the SDK's pager: that one asks for the
+        page after the last, which the server answers with 404 "Invalid page".
+        """
+        what = f"the list of projects titled {self.project_title!r}"
+        for page in range(1, 1_000_000):
+            pager = self._call(
+                what,
+                partial(
+                    self._client.projects.list,
+                    title=self.project_title,
+                    page=page,
+                    page_size=PAGE_SIZE,
+                ),
+            )
+            items = pager.items or []
+            yield from items
+            if not items or pager.response.next is None:
+                return
+
+    def _iter_tasks(
+        self, *, with_annotations: bool
+    ) -> Iterator[tuple[int, TaskData, list[object]]]:
+        """(task id, data, raw annotations) of the project's tasks, every page.
+
+        Tasks whose data has no ``trace_id`` (not imported by this labeler) are
+        skipped. Pages are walked by hand, as in ``_iter_projects``.
+        """
+        project = self.project_id()
+        what = f"the tasks of project {project}"
+        seen = 0
+        for page in range(1, 1_000_000):
+            try:
+                pager = self._call(
+                    what,
+                    partial(
+                        self._client.tasks.list,
+                        project=project,
+                        fields="all" if with_annotations else "task_only",
+                        page=page,
+                        page_size=PAGE_SIZE,
+                    ),
+                )
+            except LabelingError as exc:
+                # A page past the end is a 404 "Invalid page": the list shrank meanwhile.
+                cause = exc.__cause__
+                if page > 1 and isinstance(cause, ApiError) and cause.status_code == 404:
+                    return
+                raise
+            tasks = pager.items or []
+            seen += len(tasks)
+            for task in tasks:
+                if task.id is None:
+                    continue
+                try:
+                    data = TaskData.model_validate(task.data)
+                except ValidationError:
+                    continue
+                # The SDK's model types `annotations` as a string; the server sends a list.
+                raw: object = getattr(task, "annotations", None)
+                if raw is None:
+                    raw = []
+                if not isinstance(raw, list):
+                    raise LabelingError(
+                        f"task {task.id} (trace {data.trace_id!r}): expected a list of "
+                        f"annotations from {self.url}, got {_short(raw)}"
+                    )
+                yield task.id, data, list(raw)
+            if len(tasks) < PAGE_SIZE or seen >= pager.response.total:
+                return
+
+    def _call(self, expected: str, call: Callable[[], T]) -> T:
+        """``call()``, its failures turned into a ``LabelingError`` that says what came."""
+        try:
+            return call()
+        except ApiError as exc:
+            status = exc.status_code
+            hint = ""
+            if status in (401, 403):
+                hint = (
+                    " (check SENTINEL_LABEL_STUDIO_API_KEY against scripts/label-studio token; "
+                    "the organisation must accept legacy API tokens)"
+                )
+            raise LabelingError(
+                f"expected {expected} from Label Studio at {self.url}, got HTTP {status}: "
+                f"{_short(exc.body)}{hint}",
+                retryable=status is not None and (status == 429 or status >= 500),
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise LabelingError(
+                f"expected {expected} from Label Studio at {self.url}, got no answer in time "
+                f"({type(exc).__name__})",
+                retryable=True,
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise LabelingError(
+                f"expected {expected} from Label Studio at {self.url}, got a connection error: "
+                f"{type(exc).__name__}: {exc} (is it running? scripts/label-studio status)",
+                retryable=True,
+            ) from exc
+
+
+def _short(value: object, limit: int = 300) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or '<root>'}: {error['msg']}"
+        for error in exc.errors()
+    )

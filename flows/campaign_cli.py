@@ -10,6 +10,7 @@ labelled, per slice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -158,7 +159,10 @@ def run_command(
         s["planned"] + s["reserved"] + s["calling"] + s["submitted"]
         for s in state.per_slice.values()
     )
-    with cli._progress(f"campaign {campaign_id} ({labeler})", todo) as advance:
+    with (
+        contextlib.closing(the_labeler),  # type: ignore[type-var]
+        cli._progress(f"campaign {campaign_id} ({labeler})", todo) as advance,
+    ):
         report = run_campaign(
             engine,
             campaign_id,

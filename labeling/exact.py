@@ -33,6 +33,9 @@ class ExactLabeler:
         """Nothing: the verifier runs locally."""
         return 0.0
 
+    def close(self) -> None:
+        """Nothing to close (the other labelers hold connections)."""
+
     def label(self, request: LabelRequest) -> LabelOutcome:
         """Verify the response against its gold answer; no gold or kind is a LabelingError."""
         if request.reference is None or request.kind is None:

@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from labeling.campaign import LABELERS, default_cost_per_label, make_labeler
 from sentinel_core.errors import SentinelError
-
-if TYPE_CHECKING:
-    from labeling.base import AsyncLabeler, SyncLabeler
-    from sentinel_core.settings import Settings
 
 campaign_app = typer.Typer(
     help="Labeling campaigns: plan under a budget, run with a labeler, show status.",
     no_args_is_help=True,
 )
 
-LABELERS = ("exact", "judge", "label-studio")
 LabelerOption = Annotated[str, typer.Option(help="exact, judge or label-studio.")]
 
 
@@ -43,35 +39,6 @@ def _check_labeler(kind: str) -> str:
     if kind not in LABELERS:
         raise SentinelError(f"expected --labeler to be one of {', '.join(LABELERS)}, got {kind!r}")
     return kind
-
-
-def default_cost_per_label(settings: Settings, kind: str) -> float:
-    """A planning estimate of one label's cost in USD (the run reserves the exact bound)."""
-    if kind == "label-studio":
-        return settings.label_studio_price_per_label
-    if kind == "judge":
-        # ~2,000 prompt tokens (question, response, reference, instructions) + the verdict.
-        return (
-            2000 * settings.judge_price_input_per_mtok
-            + settings.judge_max_tokens * settings.judge_price_output_per_mtok
-        ) / 1e6
-    return 0.0
-
-
-def make_labeler(settings: Settings, kind: str) -> SyncLabeler | AsyncLabeler:
-    """The labeler of kind ``kind``, configured from settings."""
-    _check_labeler(kind)
-    if kind == "exact":
-        from labeling.exact import ExactLabeler
-
-        return ExactLabeler()
-    if kind == "judge":
-        from labeling.judge import JudgeLabeler
-
-        return JudgeLabeler.from_settings(settings)
-    from labeling.label_studio import LabelStudioLabeler
-
-    return LabelStudioLabeler.from_settings(settings)
 
 
 @campaign_app.command("plan")

@@ -32,11 +32,15 @@ from labeling.base import AsyncLabeler, LabelingError, LabelRequest, SyncLabeler
 from sentinel_core import ledger
 from sentinel_core.acquisition import Plan, Unit, plan
 from sentinel_core.errors import InvalidInputError
+from sentinel_core.settings import Settings
 from sentinel_core.slices import SliceEstimate
 from sentinel_core.store import LabelRow, TraceRow
 
 __all__ = [
+    "LABELERS",
     "RunReport",
+    "default_cost_per_label",
+    "make_labeler",
     "new_campaign_id",
     "plan_campaign",
     "requests_for",
@@ -45,6 +49,39 @@ __all__ = [
 
 #: A campaign stops after this many paid failures in a row (a judge that answers garbage).
 MAX_FAILURES_IN_A_ROW = 5
+
+#: The kinds of labeler a campaign can run with.
+LABELERS = ("exact", "judge", "label-studio")
+
+
+def default_cost_per_label(settings: Settings, kind: str) -> float:
+    """A planning estimate of one label's cost in USD (a run reserves each call's exact bound)."""
+    if kind == "label-studio":
+        return settings.label_studio_price_per_label
+    if kind == "judge":
+        # ~2,000 prompt tokens (instructions, question, response, reference) + the verdict.
+        return (
+            2000 * settings.judge_price_input_per_mtok
+            + settings.judge_max_tokens * settings.judge_price_output_per_mtok
+        ) / 1e6
+    return 0.0
+
+
+def make_labeler(settings: Settings, kind: str) -> SyncLabeler | AsyncLabeler:
+    """The labeler of kind ``kind`` (one of ``LABELERS``), configured from settings."""
+    if kind == "exact":
+        from labeling.exact import ExactLabeler
+
+        return ExactLabeler()
+    if kind == "judge":
+        from labeling.judge import JudgeLabeler
+
+        return JudgeLabeler.from_settings(settings)
+    if kind == "label-studio":
+        from labeling.label_studio import LabelStudioLabeler
+
+        return LabelStudioLabeler.from_settings(settings)
+    raise InvalidInputError(f"expected a labeler kind in {', '.join(LABELERS)}, got {kind!r}")
 
 
 @dataclass(slots=True)

@@ -31,6 +31,7 @@ __all__ = [
     "estimate_slices",
     "estimate_slices_with_labels",
     "ppi_mean_interval",
+    "ppi_slice_interval",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -268,6 +269,57 @@ def ppi_mean_interval(
     return float(np.clip(estimate, 0.0, 1.0)), float(low), float(high)
 
 
+def ppi_slice_interval(
+    pred_unlabelled: npt.ArrayLike,
+    pred_labelled: npt.ArrayLike,
+    y_labelled: npt.ArrayLike,
+    *,
+    confidence: float = 0.9,
+) -> tuple[float, float, float]:
+    """A slice's accuracy from its labels and predictions: ``(estimate, low, high)``.
+
+    The target is the slice's own accuracy, the mean of ``y`` over its ``n = n_l + N``
+    responses, of which the ``n_l`` labelled ones are known exactly. Only the ``N``
+    unlabelled ones are estimated, prediction-powered: ``sum(y_u) ~ sum(p_u) + N *
+    mean(y_l - p_l)``; so ``estimate = (sum(y_l) + sum(p_u) + N * mean residual) / n``.
+    ``sum(p_u)`` is known, so the error is ``N * (mean res_u - mean res_l)``, with
+    ``se = (N / n) * sd(res) * sqrt(1 / N + 1 / n_l)`` (``ddof=1``, with two
+    pseudo-residuals of +-0.5 so that a handful of equal residuals cannot claim zero
+    error). Estimate and bounds are clipped to what the labels already fix:
+    ``[sum(y_l) / n, (sum(y_l) + N) / n]``. When most of a
+    slice is labelled this is far tighter and better centred than the mean of
+    :func:`ppi_mean_interval`, which targets the mean of an infinite population and
+    lets a single unlabelled response dominate a small slice.
+    Needs two labels and one unlabelled response; a fully labelled slice goes to
+    :func:`ppi_mean_interval` (Wilson).
+    """
+    z = _check_confidence(confidence)
+    p_u = _as_vector("pred_unlabelled", pred_unlabelled)
+    p_l = _as_vector("pred_labelled", pred_labelled)
+    y = _as_vector("y_labelled", y_labelled)
+    if p_l.shape != y.shape:
+        raise InvalidInputError(
+            "pred_labelled and y_labelled must be the same length, but pred_labelled is "
+            f"length {p_l.size} and y_labelled is length {y.size}"
+        )
+    if p_u.size == 0:
+        return ppi_mean_interval(p_u, p_l, y, confidence=confidence)
+    if y.size < 2:
+        raise InvalidInputError(f"PPI needs at least 2 labelled responses, got {y.size}")
+    n_u, n_l = p_u.size, y.size
+    n = n_u + n_l
+    residual = y - p_l
+    estimate = float((y.sum() + p_u.sum() + n_u * residual.mean()) / n)
+    # Plus-two variance: two pseudo-residuals +-0.5 (mean 0) keep a few identical
+    # residuals from claiming zero error; negligible once n_l is in the tens.
+    sd = float(np.std(np.concatenate([residual, [0.5, -0.5]]), ddof=1))
+    se = n_u / n * sd * float(np.sqrt(1.0 / n_u + 1.0 / n_l))
+    # Whatever the unlabelled responses turn out to be, the accuracy lies in these bounds.
+    floor, ceiling = y.sum() / n, (y.sum() + n_u) / n
+    low, high = np.clip([estimate - z * se, estimate + z * se], floor, ceiling)
+    return float(np.clip(estimate, floor, ceiling)), float(low), float(high)
+
+
 def estimate_slices_with_labels(
     probs: npt.ArrayLike,
     slice_keys: npt.ArrayLike,
@@ -281,7 +333,7 @@ def estimate_slices_with_labels(
 ) -> list[SliceEstimate]:
     """Per-slice estimates that use whatever labels exist, lowest accuracy first.
 
-    A slice with at least two labels gets :func:`ppi_mean_interval` (method ``"ppi"``,
+    A slice with at least two labels gets :func:`ppi_slice_interval` (method ``"ppi"``,
     or ``"wilson"`` when every response is labelled); a slice with fewer gets the
     label-free bootstrap of :func:`estimate_slices` (a single label is counted in
     ``n_labelled`` but cannot estimate a residual variance, so it is not used).
@@ -325,7 +377,7 @@ def estimate_slices_with_labels(
                 )
             )
             continue
-        estimate, low, high = ppi_mean_interval(
+        estimate, low, high = ppi_slice_interval(
             p_slice[~labelled], p_slice[labelled], y_slice[labelled], confidence=confidence
         )
         results.append(

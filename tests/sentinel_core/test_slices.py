@@ -14,6 +14,8 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sentinel_core.errors import InvalidInputError
 from sentinel_core.slices import (
@@ -21,6 +23,7 @@ from sentinel_core.slices import (
     estimate_slices,
     estimate_slices_with_labels,
     ppi_mean_interval,
+    ppi_slice_interval,
 )
 
 
@@ -180,10 +183,41 @@ def test_labels_choose_the_method_per_slice() -> None:
         "some": ("ppi", 2),
         "all": ("wilson", 2),
     }
-    # "some": mean P of the unlabelled 0.7 + mean residual ((1 - 0.9) + (0 - 0.8)) / 2.
-    assert by_slice["some"].accuracy == pytest.approx(0.7 - 0.35)
+    # "some": labels 1 + 0 known; the unlabelled one is P 0.7 + mean residual
+    # ((1 - 0.9) + (0 - 0.8)) / 2 = 0.35; the slice's accuracy (1 + 0 + 0.35) / 3.
+    assert by_slice["some"].accuracy == pytest.approx(1.35 / 3)
     assert by_slice["all"].accuracy == pytest.approx(0.5)
     assert by_slice["one"].accuracy == pytest.approx(0.4)
+
+
+def test_a_mostly_labelled_small_slice_is_not_dominated_by_its_one_unlabelled_response() -> None:
+    # Four labelled wrong answers the estimator also called wrong, one unlabelled it
+    # calls right: the slice's accuracy is at most 1/5, whatever that one turns out to be.
+    nan = float("nan")
+    (e,) = estimate_slices_with_labels(
+        [0.0, 0.0, 0.0, 0.0, 1.0], ["s"] * 5, [0, 0, 0, 0, nan], min_n=1
+    )
+    assert e.method == "ppi"
+    assert e.accuracy == pytest.approx(0.2)
+    assert 0.0 <= e.low < 0.2
+    assert e.high == pytest.approx(0.2)  # one unknown answer of five: never above 1/5
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n_u=st.integers(1, 50),
+    n_l=st.integers(2, 50),
+    seed=st.integers(0, 1000),
+)
+def test_the_slice_interval_equals_the_label_mean_when_predictions_are_perfect(
+    n_u: int, n_l: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n_u + n_l) < 0.5).astype(float)
+    estimate, low, high = ppi_slice_interval(y[:n_u], y[n_u:], y[n_u:])
+    assert estimate == pytest.approx(y.mean())
+    assert y[n_u:].sum() / y.size - 1e-12 <= low <= estimate <= high
+    assert high <= (y[n_u:].sum() + n_u) / y.size + 1e-12
 
 
 def test_labels_outside_the_unit_interval_are_rejected() -> None:
@@ -193,7 +227,7 @@ def test_labels_outside_the_unit_interval_are_rejected() -> None:
 
 def test_ppi_interval_covers_the_true_accuracy_with_a_miscalibrated_predictor() -> None:
     # Simulation: 400 slices, slice accuracy mu ~ U(0.2, 0.9); per response
-    # q ~ Beta(4 mu, 4 (1 - mu)) and y ~ Bernoulli(q), so E[y] = mu, the truth. The
+    # q ~ Beta(4 mu, 4 (1 - mu)) and y ~ Bernoulli(q); the truth is the slice's mean y. The
     # predictor is overconfident and biased: P = sigmoid(2 logit(q) + 1). 40 of 340
     # responses per slice are labelled. Nominal coverage 0.90; with 400 slices the
     # binomial sd of the observed coverage is 0.015, so [0.86, 0.94] is about +-2.7 sd.
@@ -206,7 +240,8 @@ def test_ppi_interval_covers_the_true_accuracy_with_a_miscalibrated_predictor() 
     labels = np.where(np.arange(size) < n_labelled, y, np.nan)  # rows are iid: first 40
     keys = np.repeat([f"s{i:03d}" for i in range(n_slices)], size)
     results = estimate_slices_with_labels(probs.ravel(), keys, labels.ravel(), confidence=0.9)
-    truth = dict(zip([f"s{i:03d}" for i in range(n_slices)], mu, strict=True))
+    # The target is each slice's own accuracy: the mean of its 340 responses' y.
+    truth = dict(zip([f"s{i:03d}" for i in range(n_slices)], y.mean(axis=1), strict=True))
     covered = np.mean([e.low <= truth[e.slice] <= e.high for e in results])
     assert {e.method for e in results} == {"ppi"}
     assert np.mean(np.abs(probs.mean(axis=1) - mu)) > 0.05  # the predictor is miscalibrated

@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/results.py [--max-g 4] [--tidy tidy.csv]
 
-Builds a throw-away store from the shipped sample (ingest, exact verifier),
+Builds a throw-away store from the shipped real traces (corpus-dev and
+corpus-collected; ingest, exact verifier),
 runs the group protocol by benchmark (or reads a tidy CSV that `sentinel
 evaluate --out` wrote), and writes:
 
@@ -45,13 +46,16 @@ DOCS = ROOT / "docs"
 OUT = DOCS / "results"
 SHOWN = ["default", "lr_11d", "rf_11d", "mlp_11d", "atc_H_max", "atc_seq_loglik", "atc_H_sea"]
 PAPER = {"atc_H_max": 0.077, "classifier (11-d)": 0.128}
+#: The shipped real corpora: the shared dev sample and what this project collected.
+CORPORA = ("corpus-dev", "corpus-collected")
 
 
 def labelled_frame() -> pd.DataFrame:
     """The shipped sample in a fresh SQLite store, labelled by the exact verifier."""
     tmp = Path(tempfile.mkdtemp(prefix="sentinel-results-"))
     engine = open_store(f"sqlite:///{tmp / 'store.db'}")
-    ingest_records(engine, (r for r, _ in iter_sample_records()), source="sample:corpus-dev")
+    for name in CORPORA:
+        ingest_records(engine, (r for r, _ in iter_sample_records(name)), source=f"sample:{name}")
     label_store(engine)
     frame = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
     frame["slice"] = slice_values(frame["metadata"], "benchmark")
@@ -269,22 +273,26 @@ def write_markdown(
     pooled = summary.groupby("method")["median_aee"].median().sort_values()
     best_single = [m for m in pooled.index if m.startswith("lr_") and m != "lr_11d"][:3]
     singles = summary[summary["method"].isin(best_single)].sort_values(["g", "median_aee"])
-    floor_n = accuracy_floor(int(frame.groupby("slice").size().median()), 0.5)
+    median_n = int(frame.groupby("slice").size().median())
+    floor_n = accuracy_floor(median_n, 0.5)
     text = f"""# Results: the paper's protocol on real traces
 
 Regenerate with `.venv/bin/python scripts/results.py --max-g {max_g}` (the
 numbers below come from that command; nothing here is typed by hand).
 
-Data: the shipped dev corpus, {n} real responses of Qwen2.5-Coder-1.5B-Instruct
-(llama.cpp, greedy, top-20 logprobs) on {n_slices} STEM benchmarks, labelled by the
-project's exact verifier (134/134 agreement with the datasheet, docs/verifier.md).
+Data: the shipped real corpora (corpus-dev from the shared traces and
+corpus-collected, gathered by `sentinel collect` from the project's own
+llama-server), {n} real responses of Qwen2.5-Coder-1.5B-Instruct (llama.cpp,
+greedy, top-20 logprobs) on {n_slices} STEM benchmarks, labelled by the project's
+exact verifier (134/134 agreement with the datasheet on corpus-dev,
+docs/verifier.md).
 Protocol (METHOD §7): train on every group of g benchmarks, g = 1..{max_g} (all
 C({n_slices}, g) groups), estimate every other benchmark's accuracy; AEE is the mean
 |estimate - truth| over held-out benchmarks, rho the Spearman correlation.
 
-**Read every figure against the floor.** A benchmark here has about 10 responses,
+**Read every figure against the floor.** A benchmark here has about {median_n} responses,
 so its true accuracy is itself uncertain: a perfect estimator would still show an
-AEE of about {floor_n:.3f} at n = 10 and accuracy 0.5 (`floor` column: the
+AEE of about {floor_n:.3f} at that n and accuracy 0.5 (`floor` column: the
 expected |binomial mean - p| at each held-out slice's n and accuracy). No method
 can be told apart from another by less than that; the goal of median AEE <= 0.05
 cannot be shown on a corpus this small.

@@ -495,6 +495,89 @@ def demo(ctx: typer.Context, db: DbOption = None) -> None:
 
 
 @app.command()
+def nightly(
+    ctx: typer.Context,
+    db: DbOption = None,
+    by: Annotated[str, typer.Option(help="Metadata key that defines the slices.")] = "benchmark",
+    labeler: Annotated[str, typer.Option(help="exact, judge or label-studio.")] = "exact",
+    budget: Annotated[float, typer.Option(min=0.0, help="The night's labeling budget.")] = 20.0,
+    unit: Annotated[str, typer.Option(help="labels or usd.")] = "labels",
+    key: Annotated[
+        str | None, typer.Option(help="Idempotency key of the night (default: UTC date).")
+    ] = None,
+    seed_sample: Annotated[
+        bool, typer.Option(help="Seed an empty store with the shipped real traces.")
+    ] = True,
+) -> None:
+    """The whole loop once: monitor, acquire labels, retrain (Prefect, ephemeral by default)."""
+    settings = _settings(ctx, db)
+    engine = _engine(settings)
+    if seed_sample:
+        _seed_sample(settings, engine)
+    from flows.nightly import nightly as nightly_flow
+
+    result = nightly_flow(
+        by=by,
+        db_url=settings.store_url,
+        tracking_uri=settings.tracking_uri,
+        home=str(settings.home),
+        acquire=True,
+        labeler=labeler,
+        budget=budget,
+        unit=unit,
+        key=key,
+    )
+    monitored = result["monitor"]
+    acquired = result.get("acquire") or {}
+    retrained = result.get("retrain") or {}
+    out.print(f"monitor: {monitored.get('n_traces', 0)} new traces")
+    for line in monitored.get("report", []):
+        out.print(f"  {line}", highlight=False)
+    run = acquired.get("run") or {}
+    if run:
+        out.print(
+            f"acquire: campaign {acquired.get('campaign_id')}: labelled {run.get('labelled')}, "
+            f"spent {run.get('budget', {}).get('spent')} {unit}"
+            + (f"; stopped: {run['stopped']}" if run.get("stopped") else ""),
+            highlight=False,
+        )
+    if retrained:
+        out.print(f"retrain: {retrained.get('decision', retrained)}", highlight=False)
+    _estimate(settings, by=by, output=None, use_labels=True, as_json=False)
+    out.print(
+        f"store: {settings.store_url}\nMLflow: {settings.tracking_uri} "
+        f"(browse: mlflow ui --backend-store-uri {settings.tracking_uri})",
+        highlight=False,
+    )
+
+
+def _seed_sample(settings: Settings, engine: Engine) -> None:
+    """An empty store gets corpus-dev, labelled, and corpus-collected as unlabelled traffic."""
+    from labeling.exact import label_store
+    from sentinel_core.corpus import iter_sample_records
+    from sentinel_core.ingest import ingest_records
+    from sentinel_core.store import count_rows
+
+    if count_rows(engine)["traces"]:
+        return
+    dev = ingest_records(
+        engine, (r for r, _ in iter_sample_records("corpus-dev")), source="sample:corpus-dev",
+        keep_prompt=True,
+    )  # fmt: skip
+    labelled = label_store(engine)
+    new = ingest_records(
+        engine,
+        (r for r, _ in iter_sample_records("corpus-collected")),
+        source="sample:corpus-collected",
+        keep_prompt=True,
+    )
+    out.print(
+        f"seeded the empty store: {dev.stored} labelled traces (exact verifier: "
+        f"{labelled.correct} correct) and {new.stored} unlabelled ones as new traffic"
+    )
+
+
+@app.command()
 def collect(
     ctx: typer.Context,
     prompts: Annotated[

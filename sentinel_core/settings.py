@@ -106,6 +106,45 @@ class Settings(BaseSettings):
     label_studio_poll_s: float = Field(
         default=5.0, gt=0.0, le=3600.0, description="Seconds between polls for new annotations."
     )
+    task_runner: Literal["thread", "dask"] = Field(
+        default="thread",
+        description="Prefect task runner of the nightly loop's chunked featurise/estimate "
+        "steps: threads in the flow's process, or a local Dask cluster (prefect-dask).",
+    )
+    dask_workers: int = Field(
+        default=2, ge=1, le=256, description="Dask worker processes when task_runner is dask."
+    )
+    monitor_chunk_size: int = Field(
+        default=5000,
+        ge=1,
+        le=1_000_000,
+        description="Traces per featurise/estimate task of a monitor run.",
+    )
+    drift_min_drop: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Smallest fall of a slice's estimate that may raise a drift alert "
+        "(the current interval must also lie below the previous estimate).",
+    )
+    supervision_min_labels: int = Field(
+        default=5,
+        ge=1,
+        description="Labels a slice needs to enter difficulty-mixed supervision.",
+    )
+    retrain_folds: int = Field(
+        default=5,
+        ge=2,
+        le=100,
+        description="Groups of slices held out in turn when challenger and champion are compared.",
+    )
+    promote_margin: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="A challenger becomes champion only if its median held-out slice error "
+        "is lower than the champion's by at least this much.",
+    )
 
     @property
     def store_url(self) -> str:

@@ -44,7 +44,7 @@ from sentinel_core.traces import Trace
 LABELER_PRIORITY: tuple[str, ...] = ("exact", "label-studio", "import", "judge")
 
 #: Modules whose SQLModel tables live in the store too; imported before create_all.
-_TABLE_MODULES: tuple[str, ...] = ("sentinel_core.ledger",)
+_TABLE_MODULES: tuple[str, ...] = ("sentinel_core.ledger", "sentinel_core.runs")
 
 
 def _now() -> datetime:

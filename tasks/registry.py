@@ -151,3 +151,98 @@ def load_champion(settings: Settings) -> ServedModel:
         feature_names=tuple(json.loads(tags.get("feature_names", "[]"))),
         calibration_error=float(tags.get("calibration_error", "nan")),
     )
+
+
+# --- The nightly loop's registry operations: idempotent registration, promotion by rule. ---
+
+#: Model-version tag holding the hash of what the version was trained on (see
+#: :func:`idempotency_key`); a rerun that finds it registers nothing new.
+IDEMPOTENCY_TAG = "idempotency_key"
+
+
+def idempotency_key(trace_ids: list[str], *, method: str, feature_set: str, seed: int) -> str:
+    """SHA-256 of the sorted training trace ids, the method, the feature set and the seed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in (method, feature_set, str(seed), *sorted(trace_ids)):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def find_version_by_key(settings: Settings, key: str) -> str | None:
+    """The registered version carrying ``key`` in its idempotency tag, if any."""
+    from mlflow import MlflowClient
+
+    configure(settings)
+    found = MlflowClient().search_model_versions(
+        f"name='{settings.registered_model}' and tags.{IDEMPOTENCY_TAG}='{key}'"
+    )
+    return min((str(v.version) for v in found), key=int, default=None)
+
+
+def champion_version(settings: Settings) -> str | None:
+    """The version behind the ``champion`` alias, or None when there is none."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure(settings)
+    try:
+        return str(
+            MlflowClient().get_model_version_by_alias(settings.registered_model, CHAMPION).version
+        )
+    except MlflowException:
+        return None
+
+
+def load_version(settings: Settings, version: str) -> ServedModel:
+    """A registered version of the estimator, with its feature set and calibration error."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    configure(settings)
+    info = MlflowClient().get_model_version(settings.registered_model, version)
+    estimator = mlflow.sklearn.load_model(f"models:/{settings.registered_model}/{version}")
+    if not isinstance(estimator, EntropyEstimator | ATCClassifier):
+        raise SentinelError(
+            f"expected an EntropyEstimator in version {version}, got {type(estimator).__name__}"
+        )
+    return ServedModel(
+        estimator=estimator,
+        version=str(info.version),
+        run_id=info.run_id,
+        feature_set=info.tags.get("feature_set", ""),
+        feature_names=tuple(json.loads(info.tags.get("feature_names", "[]"))),
+        calibration_error=float(info.tags.get("calibration_error", "nan")),
+    )
+
+
+def register_logged_model(
+    settings: Settings, *, model_uri: str, run_id: str, tags: dict[str, str]
+) -> str:
+    """Create a registry version from a logged model, its tags set in the same call.
+
+    The tags (the idempotency key among them) are written with the version, so no crash
+    can leave a version without its key.
+    """
+    import mlflow
+
+    configure(settings)
+    version = mlflow.register_model(model_uri, settings.registered_model, tags=tags)
+    return str(version.version)
+
+
+def set_champion(settings: Settings, version: str, *, decision: str, reason: str) -> None:
+    """Record a promotion decision on ``version``; move the alias when it is promoted."""
+    from mlflow import MlflowClient
+
+    configure(settings)
+    client = MlflowClient()
+    client.set_model_version_tag(settings.registered_model, version, "promotion", decision)
+    client.set_model_version_tag(settings.registered_model, version, "promotion_reason", reason)
+    client.update_model_version(
+        settings.registered_model, version, description=f"{decision}: {reason}"
+    )
+    if decision == "promoted":
+        client.set_registered_model_alias(settings.registered_model, CHAMPION, version)

@@ -1,0 +1,69 @@
+"""The ``acquire`` flow: spend a labeling budget on the weakest slices (METHOD §8, steps 2-3).
+
+Composes two tasks: plan a campaign on a monitor run's slice estimates, then run
+it with the chosen labeler. ``key`` makes it rerunnable: the campaign id and the
+budget name derive from it (default: today's UTC date), so a rerun after a
+crash resumes the same campaign against the same budget instead of buying the
+night's labels twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow
+
+from flows.settings import flow_settings
+from tasks.campaign import plan_labeling, run_labeling
+from tasks.models import describe_champion
+
+
+@flow(name="acquire")
+def acquire(
+    slices: list[dict[str, Any]],
+    by: str = "benchmark",
+    labeler: str = "exact",
+    budget: float = 20.0,
+    unit: str = "labels",
+    key: str | None = None,
+    max_slices: int = 3,
+    min_per_slice: int = 5,
+    wait_s: float = 0.0,
+    db_url: str | None = None,
+    tracking_uri: str | None = None,
+    home: str | None = None,
+) -> dict[str, Any]:
+    """Plan and run a campaign on the weakest of ``slices``; the plan and the run's report.
+
+    Args:
+        slices: slice estimates (``SliceEstimate.to_dict()`` rows, e.g. a monitor run's).
+        labeler: exact, judge or label-studio.
+        budget, unit: the night's budget, in labels or usd.
+        key: idempotency key of the night (default: the UTC date).
+        wait_s: label-studio only: how long to poll for annotations.
+    """
+    settings = flow_settings(db_url=db_url, tracking_uri=tracking_uri, home=home)
+    night = key or f"{datetime.now(UTC):%Y-%m-%d}"
+    campaign_id = f"acquire-{night}-{by}-{labeler}"
+    champion = describe_champion(settings)
+    if champion is None:
+        raise RuntimeError(
+            "expected a champion estimator to rank slices and score responses, got none: "
+            "run the monitor or retrain flow first"
+        )
+    plan = plan_labeling(
+        settings,
+        campaign_id=campaign_id,
+        budget_name=f"acquire-{night}-{unit}",
+        model_version=champion["version"],
+        slices=slices,
+        by=by,
+        labeler=labeler,
+        budget=budget,
+        unit=unit,
+        max_slices=max_slices,
+        min_per_slice=min_per_slice,
+    )
+    report = run_labeling(settings, campaign_id=campaign_id, labeler=labeler, wait_s=wait_s)
+    return {"campaign_id": campaign_id, "plan": plan, "run": report}

@@ -1,0 +1,122 @@
+"""The ``monitor`` flow: estimate every slice on the traffic since the last run (METHOD §8.1).
+
+Steps: find the champion (when the registry has none and ``bootstrap_champion`` is
+set, the ``retrain`` flow trains and promotes one from the stored labels, and fails
+with a clear message when there are none: a monitor without a model has nothing to
+say); read the previous successful run and its watermark; pull the ids of the traces
+ingested after it; featurise the chunks that lack the champion's feature set (ingest
+already featurised them, so this is usually a no-op) and score them, chunk by chunk, on
+the flow's task runner (threads, or Dask from the ``nightly`` flow); estimate every
+slice with its interval (PPI where labelled); compare with the previous run; emit one
+Prefect event per alert; log an MLflow run tagged with the flow run id; and only then
+store the run with its new watermark, so a run that fails anywhere is redone whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, unmapped
+from prefect.runtime import flow_run
+
+from flows.retrain import retrain
+from flows.settings import flow_settings
+from tasks.alerts import compare_estimates, emit_alert
+from tasks.estimate import estimate_slices, score_chunk
+from tasks.models import describe_champion
+from tasks.store import featurise_chunk, pull_trace_ids, read_previous_run, record_monitor_run
+from tasks.tracking import log_monitor_run
+
+
+@flow(name="monitor")
+def monitor(
+    by: str = "benchmark",
+    db_url: str | None = None,
+    tracking_uri: str | None = None,
+    home: str | None = None,
+    max_traces: int | None = None,
+    bootstrap_champion: bool = True,
+) -> dict[str, Any]:
+    """Estimate every slice of ``by`` on the new traces; alert on drops; a JSON-ready report.
+
+    Args:
+        by: metadata key whose values are the slices.
+        db_url, tracking_uri, home: override the environment's settings.
+        max_traces: cover at most this many new traces (the next run takes the rest).
+        bootstrap_champion: train a champion with the default method when none exists.
+    """
+    settings = flow_settings(db_url=db_url, tracking_uri=tracking_uri, home=home)
+    run_id = str(flow_run.id)
+    champion = describe_champion(settings)
+    if champion is None and bootstrap_champion:
+        retrain(by=by, db_url=db_url, tracking_uri=tracking_uri, home=home)
+        champion = describe_champion(settings)
+    if champion is None:
+        raise RuntimeError(
+            f"expected a champion estimator in the registry at {settings.tracking_uri}, got "
+            "none: run the retrain flow (or `sentinel train`), or pass bootstrap_champion=True"
+        )
+    previous = read_previous_run(settings.store_url, by)
+    after = None if previous is None else previous["watermark"]
+    ids, watermark = pull_trace_ids(settings.store_url, after, max_traces)
+    if not ids:
+        return {"flow_run_id": run_id, "n_traces": 0, "slices": [], "alerts": [], "report": []}
+    size = settings.monitor_chunk_size
+    chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
+    featurised = featurise_chunk.map(settings.store_url, chunks, unmapped(champion["feature_set"]))
+    scored = score_chunk.map(
+        unmapped(settings),
+        unmapped(champion["version"]),
+        chunks,
+        unmapped(by),
+        wait_for=[featurised],
+    ).result()
+    slices = estimate_slices(settings, scored, champion["calibration_error"])
+    alerts = compare_estimates(
+        [] if previous is None else previous["slices"], slices, settings.drift_min_drop
+    )
+    events = [emit_alert(alert, flow_run_id=run_id, by=by) for alert in alerts]
+    mlflow_run_id = log_monitor_run(
+        settings,
+        flow_run_id=run_id,
+        by=by,
+        model_version=champion["version"],
+        watermark=watermark,
+        slices=slices,
+        alerts=alerts,
+        scored=scored,
+    )
+    record_monitor_run(
+        settings.store_url,
+        flow_run_id=run_id,
+        by=by,
+        watermark=watermark,
+        n_traces=len(ids),
+        model_version=champion["version"],
+        slices=slices,
+        alerts=alerts,
+    )
+    return {
+        "flow_run_id": run_id,
+        "mlflow_run_id": mlflow_run_id,
+        "model_version": champion["version"],
+        "n_traces": len(ids),
+        "slices": slices,
+        "alerts": alerts,
+        "events": events,
+        "report": _report_lines(slices, alerts),
+    }
+
+
+def _report_lines(slices: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        f"{s['slice']}: {s['accuracy']:.3f} [{s['low']:.3f}, {s['high']:.3f}] n={s['n']} "
+        f"{s['method']}{' (too few)' if s['too_few'] else ''}"
+        for s in slices
+    ]
+    lines += [
+        f"ALERT {a['slice']}: {a['previous']:.3f} -> {a['current']:.3f} "
+        f"(interval {a['current_low']:.3f}-{a['current_high']:.3f})"
+        for a in alerts
+    ]
+    return lines

@@ -1,0 +1,101 @@
+"""The ``nightly`` flow: the loop of METHOD §8 as subflows: monitor, acquire, retrain.
+
+``Settings.task_runner`` picks the task runner of the monitor subflow, whose chunked
+featurise and score tasks are the heavy part of a large pull: ``"thread"`` (Prefect's
+thread pool, in this process) or ``"dask"`` (``prefect_dask.DaskTaskRunner`` on a
+local cluster of ``Settings.dask_workers`` processes, one thread each, because the
+estimator limits BLAS to one thread anyway). Retrain works on the labelled set, which
+is small, and keeps the default runner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.acquire import acquire as acquire_flow
+from flows.monitor import monitor
+from flows.retrain import retrain
+from flows.settings import flow_settings
+from sentinel_core.settings import Settings
+from tasks.store import read_previous_run
+
+
+def _task_runner(settings: Settings) -> Any:
+    if settings.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": settings.dask_workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
+        )
+    return ThreadPoolTaskRunner()
+
+
+@flow(name="nightly")
+def nightly(
+    by: str = "benchmark",
+    method: str = "default",
+    db_url: str | None = None,
+    tracking_uri: str | None = None,
+    home: str | None = None,
+    max_traces: int | None = None,
+    acquire: bool = True,
+    labeler: str = "exact",
+    budget: float = 20.0,
+    unit: str = "labels",
+    key: str | None = None,
+    max_slices: int = 3,
+    min_per_slice: int = 5,
+    retrain_after: bool = True,
+) -> dict[str, Any]:
+    """Monitor every slice, acquire labels on the weakest, retrain; the subflows' reports.
+
+    Args:
+        by: metadata key whose values are the slices.
+        method: estimator method of the retrain step.
+        db_url, tracking_uri, home: override the environment's settings.
+        max_traces: cover at most this many new traces in the monitor step.
+        acquire: run a labeling campaign on the weakest slices between monitor and retrain.
+        labeler, budget, unit: the campaign's labeler (exact, judge, label-studio) and the
+            night's budget (in labels or usd).
+        key: idempotency key of the night (default: the UTC date): a rerun of the same
+            night resumes its campaign and budget instead of buying labels twice.
+        max_slices, min_per_slice: how many slices to label, and the labels each gets.
+        retrain_after: run the retrain step.
+    """
+    settings = flow_settings(db_url=db_url, tracking_uri=tracking_uri, home=home)
+    monitored = monitor.with_options(task_runner=_task_runner(settings))(
+        by=by, db_url=db_url, tracking_uri=tracking_uri, home=home, max_traces=max_traces
+    )
+    acquired: dict[str, Any] | None = None
+    # No new traffic tonight (or a rerun after the monitor step succeeded): rank the
+    # slices by the last recorded run, so a crashed night's campaign still resumes.
+    previous = None if monitored["slices"] else read_previous_run(settings.store_url, by)
+    slices = monitored["slices"] or ([] if previous is None else previous["slices"])
+    if acquire and slices:
+        acquired = acquire_flow(
+            slices,
+            by=by,
+            labeler=labeler,
+            budget=budget,
+            unit=unit,
+            key=key,
+            max_slices=max_slices,
+            min_per_slice=min_per_slice,
+            db_url=db_url,
+            tracking_uri=tracking_uri,
+            home=home,
+        )
+    retrained = (
+        retrain(by=by, method=method, db_url=db_url, tracking_uri=tracking_uri, home=home)
+        if retrain_after
+        else None
+    )
+    return {"monitor": monitored, "acquire": acquired, "retrain": retrained}

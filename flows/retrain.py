@@ -1,0 +1,92 @@
+"""The ``retrain`` flow: fold the labels in, train a challenger, promote it only if it wins.
+
+Steps (METHOD §8.4-8.5): sample the supervision set from every label with
+difficulty-mixed sampling; evaluate the challenger recipe out of slice and the champion
+as it is, on the same labelled slices; fit the challenger on the supervision set; log
+both side by side in one MLflow run; register the challenger once per idempotency key
+(hash of the supervision trace ids, method, feature set, seed), so a rerun after a
+crash or a success adds no registry version; move the ``champion`` alias only if the
+promotion rule of ``sentinel_core.promotion`` says so, recording why on the version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from flows.settings import flow_settings
+from tasks.models import apply_decision, describe_champion, find_registered, register_challenger
+from tasks.tracking import log_retrain_run
+from tasks.training import (
+    decide_promotion,
+    evaluate_challenger,
+    evaluate_version,
+    fit_challenger,
+    sample_supervision,
+)
+
+
+@flow(name="retrain")
+def retrain(
+    by: str = "benchmark",
+    method: str = "default",
+    db_url: str | None = None,
+    tracking_uri: str | None = None,
+    home: str | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate, register and maybe promote a challenger; a JSON-ready report.
+
+    Args:
+        by: metadata key whose values are the slices (held out in evaluation).
+        method: a servable method of ``sentinel_core.estimator`` (``default``: ATC on H_max).
+        db_url, tracking_uri, home: override the store URL, the MLflow tracking URI and
+            the home folder of the environment's settings.
+    """
+    settings = flow_settings(db_url=db_url, tracking_uri=tracking_uri, home=home)
+    run_id = str(flow_run.id)
+    supervision = sample_supervision(settings, by, method)
+    existing = find_registered(settings, supervision["key"])
+    champion = describe_champion(settings)
+    challenger_scores = evaluate_challenger(settings, by, method)
+    champion_scores = (
+        None if champion is None else evaluate_version(settings, by, champion["version"])
+    )
+    decision = decide_promotion(challenger_scores, champion_scores, settings.promote_margin)
+    model = None if existing else fit_challenger(settings, by, method, supervision["trace_ids"])
+    logged = log_retrain_run(
+        settings,
+        flow_run_id=run_id,
+        by=by,
+        method=method,
+        supervision=supervision,
+        challenger=challenger_scores,
+        champion=champion_scores,
+        champion_version=None if champion is None else champion["version"],
+        decision=decision,
+        model=model,
+    )
+    version = existing or register_challenger(
+        settings,
+        key=supervision["key"],
+        model_uri=str(logged["model_uri"]),
+        run_id=str(logged["run_id"]),
+        calibration_error=model[1] if model else float("nan"),
+        method=method,
+    )
+    already_champion = champion is not None and champion["version"] == version
+    verdict = (
+        "already-champion" if already_champion else apply_decision(settings, version, decision)
+    )
+    return {
+        "version": version,
+        "new_version": existing is None,
+        "verdict": verdict,
+        "reason": decision.reason,
+        "mlflow_run_id": logged["run_id"],
+        "champion_before": None if champion is None else champion["version"],
+        "challenger": challenger_scores.metrics(""),
+        "champion": None if champion_scores is None else champion_scores.metrics(""),
+        "supervision": {k: supervision[k] for k in ("per_tier", "easy", "hard", "excluded")},
+    }

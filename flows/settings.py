@@ -1,0 +1,27 @@
+"""The settings a flow run uses: the environment's, with the flow's explicit overrides.
+
+Flows take plain strings (store URL, tracking URI, home folder) so their parameters
+are JSON for the Prefect API and usable from the CLI; this builds the one
+``Settings`` object of the run from them, at the edge, as STYLE.md asks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sentinel_core.settings import Settings
+
+
+def flow_settings(
+    *, db_url: str | None = None, tracking_uri: str | None = None, home: str | None = None
+) -> Settings:
+    """``Settings()`` with whichever of ``db_url``, ``tracking_uri``, ``home`` is given."""
+    overrides: dict[str, Any] = {}
+    if home is not None:
+        overrides["home"] = Path(home)
+    if db_url is not None:
+        overrides["db_url"] = db_url
+    if tracking_uri is not None:
+        overrides["mlflow_tracking_uri"] = tracking_uri
+    return Settings(**overrides)

@@ -1,0 +1,297 @@
+"""Monitor runs and their watermark, kept in the trace store.
+
+A monitor run estimates every slice on the traces that arrived since the previous
+successful run. Traces are ordered by ``(ingested_at, id)`` (``ingested_at`` is the same
+for a whole ingest batch, so the id breaks ties); the watermark is that pair for the
+last trace a run covered. A run is written by :func:`record_run` only once everything
+else in it succeeded, so a run that crashes leaves the watermark where it was and the
+next run covers the same traces again.
+
+This module also pulls the traces of a run (:func:`new_trace_ids`, :func:`load_rows`)
+and recomputes features that a trace lacks under the wanted feature set
+(:func:`featurise_missing`): ingest featurises every trace with the current
+``FEATURE_SET_VERSION``, so this only runs when a served model asks for another one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import JSON, Column, Engine, and_, or_
+from sqlalchemy import select as sa_select
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from sentinel_core.errors import InvalidInputError, StoreError
+from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION, scores_from_flat
+from sentinel_core.slices import SliceEstimate
+from sentinel_core.store import (
+    LABELER_PRIORITY,
+    FeatureRow,
+    LabelRow,
+    TraceRow,
+    _insert,
+    _table,
+    slice_values,
+)
+
+__all__ = [
+    "MonitorRun",
+    "Watermark",
+    "ensure_tables",
+    "featurise_missing",
+    "last_run",
+    "load_rows",
+    "new_trace_ids",
+    "record_run",
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MonitorRun(SQLModel, table=True):
+    """One successful monitor run: where it stopped and what it estimated.
+
+    ``slices`` holds the run's :class:`SliceEstimate` dicts; ``alerts`` its drift
+    alerts. ``flow_run_id`` is unique, so recording the same run twice is a no-op.
+    """
+
+    __tablename__ = "monitor_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow_run_id: str = Field(max_length=64, unique=True)
+    slice_key: str = Field(max_length=255, index=True)
+    watermark_at: datetime | None = None
+    watermark_id: str | None = Field(default=None, max_length=512)
+    n_traces: int = 0
+    model_version: str = Field(default="", max_length=64)
+    created: datetime = Field(default_factory=_now, index=True)
+    slices: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    alerts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+
+    def estimates(self) -> list[SliceEstimate]:
+        """The stored slice estimates."""
+        return [SliceEstimate(**row) for row in self.slices]
+
+    def watermark(self) -> Watermark | None:
+        """Where this run stopped, or None if it covered no trace."""
+        if self.watermark_at is None or self.watermark_id is None:
+            return None
+        return Watermark(self.watermark_at, self.watermark_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """The ``(ingested_at, id)`` of the last trace a run covered."""
+
+    ingested_at: datetime
+    trace_id: str
+
+
+def ensure_tables(engine: Engine) -> None:
+    """Create the ``monitor_runs`` table if the store lacks it (idempotent)."""
+    try:
+        SQLModel.metadata.create_all(engine, tables=[_table(MonitorRun)])
+    except Exception as exc:  # the driver's own error type varies by dialect
+        raise StoreError(f"cannot create the monitor_runs table: {exc}") from exc
+
+
+def last_run(engine: Engine, *, slice_key: str) -> MonitorRun | None:
+    """The latest recorded run for ``slice_key``, or None before the first."""
+    with Session(engine) as session:
+        return session.exec(
+            select(MonitorRun)
+            .where(MonitorRun.slice_key == slice_key)
+            .order_by(col(MonitorRun.id).desc())
+            .limit(1)
+        ).first()
+
+
+def record_run(
+    engine: Engine,
+    *,
+    flow_run_id: str,
+    slice_key: str,
+    watermark: Watermark | None,
+    n_traces: int,
+    model_version: str,
+    estimates: Sequence[SliceEstimate],
+    alerts: Sequence[dict[str, Any]] = (),
+) -> MonitorRun:
+    """Store a successful run (or return the one already stored under ``flow_run_id``)."""
+    with Session(engine) as session:
+        existing = session.exec(
+            select(MonitorRun).where(MonitorRun.flow_run_id == flow_run_id)
+        ).first()
+        if existing is not None:
+            return existing
+        run = MonitorRun(
+            flow_run_id=flow_run_id,
+            slice_key=slice_key,
+            watermark_at=None if watermark is None else watermark.ingested_at,
+            watermark_id=None if watermark is None else watermark.trace_id,
+            n_traces=n_traces,
+            model_version=model_version,
+            slices=[e.to_dict() for e in estimates],
+            alerts=list(alerts),
+        )
+        session.add(run)
+        session.commit()
+        session.refresh(run)
+        return run
+
+
+def new_trace_ids(
+    engine: Engine, *, after: Watermark | None, limit: int | None = None
+) -> tuple[list[str], Watermark | None]:
+    """Ids of the traces after ``after`` in ``(ingested_at, id)`` order, and the new watermark.
+
+    The watermark returned is the last trace's pair (``after`` itself when none is new).
+    """
+    if limit is not None and limit < 1:
+        raise InvalidInputError(f"limit must be a positive integer or None, got {limit!r}")
+    traces = _table(TraceRow)
+    query = sa_select(traces.c.id, traces.c.ingested_at).order_by(traces.c.ingested_at, traces.c.id)
+    if after is not None:
+        query = query.where(
+            or_(
+                traces.c.ingested_at > after.ingested_at,
+                and_(traces.c.ingested_at == after.ingested_at, traces.c.id > after.trace_id),
+            )
+        )
+    if limit is not None:
+        query = query.limit(limit)
+    with Session(engine) as session:
+        rows = session.execute(query).all()
+    if not rows:
+        return [], after
+    return [r[0] for r in rows], Watermark(rows[-1][1], rows[-1][0])
+
+
+def load_rows(
+    engine: Engine,
+    trace_ids: Sequence[str],
+    *,
+    feature_set: str,
+    names: Sequence[str],
+    slice_key: str,
+) -> pd.DataFrame:
+    """The traces ``trace_ids`` with their scores, slice and best label, in the given order.
+
+    Columns: ``trace_id``, ``slice`` (the value of metadata ``slice_key``), one column
+    per score in ``names`` (a subset of ``ALL_SCORE_NAMES``), ``label`` (NaN if none).
+
+    Raises:
+        StoreError: a trace lacks features under ``feature_set`` (run
+            :func:`featurise_missing` first) or is not stored.
+    """
+    unknown = [n for n in names if n not in ALL_SCORE_NAMES]
+    if unknown:
+        raise InvalidInputError(f"names must be among {list(ALL_SCORE_NAMES)}, got {unknown}")
+    traces, features = _table(TraceRow), _table(FeatureRow)
+    ids = list(trace_ids)
+    with Session(engine) as session:
+        rows = session.execute(
+            sa_select(traces.c.id, traces.c.metadata, features.c["values"])
+            .join(features, features.c.trace_id == traces.c.id)
+            .where(features.c.feature_set == feature_set, traces.c.id.in_(ids))
+        ).all()
+        labels = session.exec(
+            select(LabelRow.trace_id, LabelRow.labeler, LabelRow.correct).where(
+                col(LabelRow.trace_id).in_(ids)
+            )
+        ).all()
+    found = {r[0]: r for r in rows}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise StoreError(
+            f"expected features {feature_set!r} for every trace, got none for "
+            f"{len(missing)} (first: {missing[:3]})"
+        )
+    ordered = [found[i] for i in ids]
+    width = len(ALL_SCORE_NAMES)
+    values = (
+        np.frombuffer(b"".join(r[2] for r in ordered), dtype=np.float64).reshape(-1, width)
+        if ordered
+        else np.empty((0, width))
+    )
+    picked = values[:, [ALL_SCORE_NAMES.index(n) for n in names]]
+    frame = pd.DataFrame({name: picked[:, j] for j, name in enumerate(names)})
+    frame.insert(0, "trace_id", ids)
+    frame.insert(1, "slice", slice_values(pd.Series([r[1] or {} for r in ordered]), slice_key))
+    frame["label"] = _best_labels(ids, labels)
+    return frame
+
+
+def _best_labels(ids: Sequence[str], rows: Sequence[Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    rank = {name: i for i, name in enumerate(LABELER_PRIORITY)}
+    best: dict[str, tuple[int, bool]] = {}
+    for trace_id, labeler, correct in rows:
+        order = rank.get(labeler, len(rank))
+        if trace_id not in best or order < best[trace_id][0]:
+            best[trace_id] = (order, bool(correct))
+    return np.array([float(best[i][1]) if i in best else np.nan for i in ids])
+
+
+def featurise_missing(engine: Engine, trace_ids: Sequence[str], *, feature_set: str) -> int:
+    """Compute and store the scores of the traces in ``trace_ids`` that lack ``feature_set``.
+
+    Scores come from the stored top-k blobs, grouped by k, through the same kernel as
+    ingest. Returns how many traces were featurised (0 in the usual case: ingest
+    already did it). Only the current ``FEATURE_SET_VERSION`` can be computed here;
+    another feature set is refused rather than mislabelled.
+    """
+    if feature_set != FEATURE_SET_VERSION:
+        raise InvalidInputError(
+            f"can only compute feature set {FEATURE_SET_VERSION!r}, got {feature_set!r}"
+        )
+    traces, features = _table(TraceRow), _table(FeatureRow)
+    ids = list(trace_ids)
+    have = (
+        sa_select(features.c.trace_id)
+        .where(features.c.trace_id == traces.c.id, features.c.feature_set == feature_set)
+        .exists()
+    )
+    with Session(engine) as session:
+        rows = session.execute(
+            sa_select(
+                traces.c.id,
+                traces.c.n_steps,
+                traces.c.k,
+                traces.c.dtype,
+                traces.c.logprobs,
+                traces.c.chosen,
+            ).where(traces.c.id.in_(ids), ~have)
+        ).all()
+        if not rows:
+            return 0
+        by_k: dict[int, list[Any]] = {}
+        for row in rows:
+            by_k.setdefault(int(row[2]), []).append(row)
+        now = _now()
+        out: list[dict[str, Any]] = []
+        for k, group in by_k.items():
+            top = np.concatenate(
+                [np.frombuffer(r[4], dtype=r[3]).reshape(int(r[1]), k) for r in group]
+            )
+            chosen = np.concatenate([np.frombuffer(r[5], dtype=r[3]) for r in group])
+            lengths = np.array([int(r[1]) for r in group], dtype=np.int64)
+            scores = scores_from_flat(top, chosen, lengths)
+            out.extend(
+                {
+                    "trace_id": r[0],
+                    "feature_set": feature_set,
+                    "values": s.astype(np.float64).tobytes(),
+                    "computed_at": now,
+                }
+                for r, s in zip(group, scores, strict=True)
+            )
+        session.execute(_insert(engine, features), out)
+        session.commit()
+    return len(out)

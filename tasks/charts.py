@@ -1,0 +1,81 @@
+"""Figures logged with monitor and retrain runs.
+
+Plain functions returning a ``matplotlib.figure.Figure`` built without pyplot, so no
+backend or display is touched (workers and CI have none) and nothing global is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def slice_chart(
+    slices: Sequence[Mapping[str, Any]], observed: Mapping[str, float], *, title: str
+) -> Figure:
+    """Each slice's estimate with its interval; the labelled accuracy where there is one."""
+    fig = Figure(figsize=(7.5, 0.35 * len(slices) + 1.6))
+    ax = fig.add_subplot()
+    y = np.arange(len(slices))
+    acc = np.array([s["accuracy"] for s in slices])
+    low = acc - np.array([s["low"] for s in slices])
+    high = np.array([s["high"] for s in slices]) - acc
+    ax.errorbar(acc, y, xerr=[low, high], fmt="o", capsize=3, label="estimate (interval)")
+    seen = [(i, observed[s["slice"]]) for i, s in enumerate(slices) if s["slice"] in observed]
+    if seen:
+        ax.plot(
+            [v for _, v in seen], [i for i, _ in seen], "kx", label="labelled accuracy", zorder=3
+        )
+    ax.set_yticks(y, [f"{s['slice']} (n={s['n']})" for s in slices])
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("accuracy")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_chart(
+    probs: Sequence[float], labels: Sequence[float], *, n_bins: int = 10
+) -> Figure:
+    """Reliability diagram: mean label against mean ``P(correct)`` per equal-width bin."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins)
+    full = counts > 0
+    mean_p = np.bincount(bins, weights=p, minlength=n_bins)[full] / counts[full]
+    mean_y = np.bincount(bins, weights=y, minlength=n_bins)[full] / counts[full]
+    fig = Figure(figsize=(4.5, 4.5))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    ax.scatter(mean_p, mean_y, s=20 + 200 * counts[full] / counts.max(), label="bins (size = n)")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("mean P(correct)")
+    ax.set_ylabel("observed accuracy")
+    ax.set_title(f"reliability ({int(y.size)} labelled responses)")
+    ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def estimate_vs_truth_chart(per_model: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
+    """Held-out slice estimate against labelled accuracy, one series per model."""
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1)
+    for name, per_slice in per_model.items():
+        pairs = np.array(list(per_slice.values()), dtype=np.float64).reshape(-1, 2)
+        ax.scatter(pairs[:, 1], pairs[:, 0], label=name)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("labelled slice accuracy")
+    ax.set_ylabel("estimated slice accuracy")
+    ax.set_title("held-out slices")
+    ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    return fig

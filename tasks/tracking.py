@@ -1,0 +1,236 @@
+"""Prefect tasks that log monitor and retrain runs to MLflow.
+
+Every run is tagged with the Prefect flow run id (``prefect_flow_run_id``) and its kind
+(``sentinel_kind``). A task that finds a run of its kind for the same flow run (a
+retried flow run) logs into that run instead of opening another, so retries leave one
+MLflow run per flow run. Two retries, five seconds apart: a remote tracking server can
+be briefly unreachable; no cache: each call records a different run.
+
+MLflow is driven through ``MlflowClient`` with explicit run ids, not the fluent
+active-run stack, so tasks in threads or Dask workers cannot log into each other's runs.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from sentinel_core.estimator import ATCClassifier, EntropyEstimator
+from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
+from sentinel_core.promotion import Decision, HeldOutScores
+from sentinel_core.runs import Watermark
+from sentinel_core.settings import Settings
+from tasks.charts import estimate_vs_truth_chart, reliability_chart, slice_chart
+from tasks.registry import EXPERIMENT, configure, trusted_types
+
+FLOW_RUN_TAG = "prefect_flow_run_id"
+KIND_TAG = "sentinel_kind"
+MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 5.0, "cache_policy": NO_CACHE}
+
+
+def _client(settings: Settings) -> Any:
+    from mlflow import MlflowClient
+
+    configure(settings)
+    return MlflowClient()
+
+
+def _open_run(client: Any, *, flow_run_id: str, kind: str, tags: Mapping[str, str]) -> str:
+    """The MLflow run of this flow run and kind: the existing one, or a new one."""
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    found = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.{FLOW_RUN_TAG} = '{flow_run_id}' and tags.{KIND_TAG} = '{kind}'",
+        max_results=1,
+    )
+    if found:
+        return str(found[0].info.run_id)
+    run = client.create_run(
+        experiment.experiment_id,
+        run_name=f"{kind}-{flow_run_id[:8]}",
+        tags={FLOW_RUN_TAG: flow_run_id, KIND_TAG: kind, **tags},
+    )
+    return str(run.info.run_id)
+
+
+def _metric_key(text: str) -> str:
+    # MLflow keys allow alphanumerics, _ - . space / ; slice names may hold anything.
+    return re.sub(r"[^0-9A-Za-z_\-. /]", "_", text)
+
+
+def _log(client: Any, run_id: str, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(_metric_key(k), float(v), now, 0) for k, v in metrics.items() if np.isfinite(v)
+        ],
+        params=[Param(k, str(v)) for k, v in params.items()],
+    )
+
+
+def _log_figure(client: Any, run_id: str, figure: Any, path: str) -> None:
+    client.log_figure(run_id, figure, path)
+
+
+@task(**MLFLOW_RETRIES)
+def log_monitor_run(
+    settings: Settings,
+    *,
+    flow_run_id: str,
+    by: str,
+    model_version: str,
+    watermark: Watermark | None,
+    slices: list[dict[str, Any]],
+    alerts: list[dict[str, Any]],
+    scored: list[dict[str, list[Any]]],
+) -> str:
+    """One MLflow run per monitor run: params, metrics, slice table, charts; its run id."""
+    client = _client(settings)
+    run_id = _open_run(client, flow_run_id=flow_run_id, kind="monitor", tags={"slice_key": by})
+    p = np.concatenate([np.asarray(c["p"], dtype=np.float64) for c in scored])
+    y = np.concatenate([np.asarray(c["label"], dtype=np.float64) for c in scored])
+    keys = np.concatenate([np.asarray(c["slice"], dtype=str) for c in scored])
+    labelled = ~np.isnan(y)
+    observed = pd.Series(y[labelled]).groupby(keys[labelled]).mean().to_dict()
+    metrics: dict[str, float] = {
+        "n_traces": float(p.size),
+        "n_slices": float(len(slices)),
+        "n_alerts": float(len(alerts)),
+        "n_labelled": float(labelled.sum()),
+        "mean_p_correct": float(p.mean()),
+    }
+    for s in slices:
+        metrics[f"slice/{s['slice']}/accuracy"] = s["accuracy"]
+        metrics[f"slice/{s['slice']}/low"] = s["low"]
+        metrics[f"slice/{s['slice']}/high"] = s["high"]
+    params = {
+        "slice_key": by,
+        "model_version": model_version,
+        "watermark_at": None if watermark is None else watermark.ingested_at.isoformat(),
+        "watermark_id": None if watermark is None else watermark.trace_id,
+        "confidence": settings.confidence,
+        "min_slice_n": settings.min_slice_n,
+    }
+    _log(client, run_id, params, metrics)
+    table = pd.DataFrame(slices)
+    table["observed"] = table["slice"].map(observed)
+    client.log_text(run_id, table.to_csv(index=False), "slices.csv")
+    client.log_dict(run_id, {"alerts": alerts}, "alerts.json")
+    _log_figure(
+        client,
+        run_id,
+        slice_chart(slices, observed, title=f"accuracy by {by} (model v{model_version})"),
+        "charts/slices.png",
+    )
+    if labelled.any():
+        _log_figure(
+            client, run_id, reliability_chart(p[labelled], y[labelled]), "charts/reliability.png"
+        )
+    client.set_terminated(run_id)
+    return run_id
+
+
+@task(**MLFLOW_RETRIES)
+def log_retrain_run(
+    settings: Settings,
+    *,
+    flow_run_id: str,
+    by: str,
+    method: str,
+    supervision: dict[str, Any],
+    challenger: HeldOutScores,
+    champion: HeldOutScores | None,
+    champion_version: str | None,
+    decision: Decision,
+    model: tuple[EntropyEstimator | ATCClassifier, float] | None,
+) -> dict[str, str | None]:
+    """Challenger and champion side by side in one run, with the challenger's model.
+
+    ``model`` is None when the registry already holds a version for this supervision
+    set (a rerun): the run then records the evaluation only. Returns the run id and the
+    logged model's URI (None without a model).
+    """
+    client = _client(settings)
+    run_id = _open_run(
+        client,
+        flow_run_id=flow_run_id,
+        kind="retrain",
+        tags={"idempotency_key": supervision["key"], "decision": _decision(decision)},
+    )
+    metrics = challenger.metrics("challenger_")
+    if champion is not None:
+        metrics.update(champion.metrics("champion_"))
+    metrics["n_supervision"] = float(len(supervision["trace_ids"]))
+    metrics["n_labelled"] = float(supervision["n_labelled"])
+    metrics["tier_threshold"] = float(supervision["threshold"])
+    params = {
+        "method": method,
+        "slice_key": by,
+        "sampling": "difficulty_mixed",
+        "feature_set": FEATURE_SET_VERSION,
+        "seed": settings.seed,
+        "retrain_folds": settings.retrain_folds,
+        "promote_margin": settings.promote_margin,
+        "champion_version": champion_version,
+        "easy_slices": ",".join(supervision["easy"]),
+        "hard_slices": ",".join(supervision["hard"]),
+    }
+    _log(client, run_id, params, metrics)
+    client.set_tag(run_id, "decision_reason", decision.reason)
+    client.log_text(run_id, _side_by_side(challenger, champion).to_csv(index=False), "held_out.csv")
+    client.log_dict(
+        run_id, supervision | {"trace_ids": sorted(supervision["trace_ids"])}, "supervision.json"
+    )
+    series = {"challenger": challenger.per_slice}
+    if champion is not None:
+        series[f"champion v{champion_version}"] = champion.per_slice
+    _log_figure(client, run_id, estimate_vs_truth_chart(series), "charts/held_out.png")
+    model_uri = None if model is None else _log_model(run_id, *model)
+    client.set_terminated(run_id)
+    return {"run_id": run_id, "model_uri": model_uri}
+
+
+def _decision(decision: Decision) -> str:
+    return "promote" if decision.promote else "keep"
+
+
+def _side_by_side(challenger: HeldOutScores, champion: HeldOutScores | None) -> pd.DataFrame:
+    rows = []
+    for name, (estimate, truth) in challenger.per_slice.items():
+        row = {"slice": name, "truth": truth, "challenger": estimate}
+        if champion is not None and name in champion.per_slice:
+            row["champion"] = champion.per_slice[name][0]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _log_model(run_id: str, estimator: EntropyEstimator | ATCClassifier, held_out: float) -> str:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = pd.DataFrame(np.zeros((2, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
+    signature = infer_signature(example, estimator.predict_proba(example))
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        # As in tasks.registry.register_estimator: the signature validates inputs, so
+        # MLflow's note on the `X: Any` hint of predict() is noise.
+        warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType")
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name="estimator",
+            serialization_format="skops",
+            skops_trusted_types=trusted_types(estimator),
+            signature=signature,
+        )
+        mlflow.log_metric("held_out_slice_error", held_out)
+    return str(info.model_uri)

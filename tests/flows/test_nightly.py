@@ -1,0 +1,69 @@
+"""The nightly flow: monitor then retrain as subflows, on threads or on a Dask cluster."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows.nightly import nightly
+from tests.flows.conftest import Env, corpus_records
+
+pytestmark = [
+    # See tests/flows/test_retrain.py: Prefect's server ORM type under SQLAlchemy 2.1.
+    pytest.mark.filterwarnings(
+        "ignore:Type object <class 'prefect\\.server\\.:sqlalchemy.exc.SADeprecationWarning"
+    ),
+]
+
+MODEL = "entropy-sentinel-estimator"
+
+
+def test_nightly_monitors_then_retrains_and_a_second_night_adds_no_version(
+    corpus_env: Env,
+) -> None:
+    first = nightly(**corpus_env.kwargs(), acquire=False)
+    assert first["monitor"]["n_traces"] == len(corpus_records())
+    assert first["acquire"] is None
+    # The monitor bootstrapped the champion through retrain; the nightly retrain drew
+    # the same supervision set, hence the same idempotency key: no second version.
+    assert first["retrain"]["new_version"] is False
+    assert first["retrain"]["version"] == first["monitor"]["model_version"] == "1"
+    second = nightly(**corpus_env.kwargs(), acquire=False)
+    assert second["monitor"]["n_traces"] == 0
+    assert second["retrain"]["version"] == "1"
+    assert len(corpus_env.client().search_model_versions(f"name='{MODEL}'")) == 1
+
+
+def test_the_acquire_step_labels_the_weakest_slices_once_per_night(corpus_env: Env) -> None:
+    options = {"acquire": True, "labeler": "exact", "budget": 12, "key": "2026-11-01"}
+    first = nightly(**corpus_env.kwargs(), **options, min_per_slice=4, retrain_after=False)
+    acquired = first["acquire"]
+    assert acquired["campaign_id"] == "acquire-2026-11-01-benchmark-exact"
+    assert acquired["run"]["labelled"] == 12
+    assert acquired["run"]["budget"]["spent"] == 12
+    accuracies = sorted(s["accuracy"] for s in first["monitor"]["slices"])
+    median = accuracies[len(accuracies) // 2]
+    assert all(s["accuracy"] <= median for s in acquired["plan"]["slices"])
+    # The same night again (a rerun after a crash, say): the campaign resumes, buys nothing.
+    again = nightly(**corpus_env.kwargs(), **options, min_per_slice=4, retrain_after=False)
+    assert again["acquire"]["plan"]["replanned"] is False
+    assert again["acquire"]["run"]["labelled"] == 0
+    assert again["acquire"]["run"]["budget"]["spent"] == 12
+
+
+def test_the_dask_task_runner_gives_the_same_estimates_as_threads(
+    corpus_env: Env, corpus_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = nightly(**corpus_env.kwargs(), acquire=False, retrain_after=False)["monitor"]
+    home = tmp_path / "dask-home"
+    home.mkdir()
+    shutil.copy(corpus_template, home / "sentinel.db")
+    dask_env = Env(home, f"sqlite:///{home / 'sentinel.db'}", f"sqlite:///{home / 'mlflow.db'}")
+    monkeypatch.setenv("SENTINEL_TASK_RUNNER", "dask")
+    monkeypatch.setenv("SENTINEL_DASK_WORKERS", "2")
+    monkeypatch.setenv("SENTINEL_MONITOR_CHUNK_SIZE", "50")  # 4 chunks over 2 workers
+    dask = nightly(**dask_env.kwargs(), acquire=False, retrain_after=False)["monitor"]
+    assert dask["n_traces"] == threads["n_traces"] == len(corpus_records())
+    assert dask["slices"] == threads["slices"]

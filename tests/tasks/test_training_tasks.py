@@ -1,0 +1,70 @@
+"""The retrain tasks on the real corpus, called through ``task.fn``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentinel_core.corpus import iter_sample_records
+from sentinel_core.ingest import ingest_records
+from sentinel_core.promotion import Decision
+from sentinel_core.settings import Settings
+from sentinel_core.store import add_labels, open_store
+from tasks.alerts import compare_estimates
+from tasks.training import decide_promotion, evaluate_challenger, fit_challenger, sample_supervision
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    url = f"sqlite:///{tmp_path / 'sentinel.db'}"
+    records = list(iter_sample_records())
+    engine = open_store(url)
+    ingest_records(engine, (r for r, _ in records), source="dev")
+    add_labels(engine, ((r["id"], bool(y), None) for r, y in records), labeler="import")
+    return Settings(home=tmp_path, db_url=url)
+
+
+def test_the_supervision_set_balances_tiers_and_its_key_is_stable(settings: Settings) -> None:
+    first = sample_supervision.fn(settings, "benchmark", "default")
+    again = sample_supervision.fn(settings, "benchmark", "default")
+    other = sample_supervision.fn(settings, "benchmark", "lr_11d")
+    assert first["per_tier"]["easy"] == first["per_tier"]["hard"]
+    assert len(first["trace_ids"]) == 2 * first["per_tier"]["easy"]
+    assert first["key"] == again["key"] != other["key"]
+    assert set(first["easy"]).isdisjoint(first["hard"])
+
+
+def test_the_challenger_is_scored_out_of_slice_on_every_labelled_trace(settings: Settings) -> None:
+    scores = evaluate_challenger.fn(settings, "benchmark", "default")
+    assert scores.n_slices == 14
+    assert scores.n_labels == 134
+    assert 0.0 <= scores.median_abs_error <= scores.aee + 1.0
+    assert np.isfinite(scores.auroc)
+
+
+def test_the_fitted_challenger_predicts_probabilities(settings: Settings) -> None:
+    supervision = sample_supervision.fn(settings, "benchmark", "default")
+    estimator, held_out = fit_challenger.fn(
+        settings, "benchmark", "default", supervision["trace_ids"]
+    )
+    assert 0.0 <= held_out <= 1.0
+    assert hasattr(estimator, "predict_proba")
+
+
+def test_promotion_without_a_champion_is_automatic(settings: Settings) -> None:
+    scores = evaluate_challenger.fn(settings, "benchmark", "default")
+    decision = decide_promotion.fn(scores, None, 0.01)
+    assert decision == Decision(True, decision.reason)
+    assert "no champion" in decision.reason
+    assert not decide_promotion.fn(scores, scores, 0.01).promote
+
+
+def test_comparing_two_runs_returns_alert_dicts() -> None:
+    row = {"n": 100, "method": "bootstrap", "too_few": False, "n_labelled": 0}
+    previous = [{"slice": "a", "accuracy": 0.9, "low": 0.85, "high": 0.95, **row}]
+    current = [{"slice": "a", "accuracy": 0.5, "low": 0.45, "high": 0.55, **row}]
+    alerts = compare_estimates.fn(previous, current, 0.0)
+    assert [a["slice"] for a in alerts] == ["a"]
+    assert compare_estimates.fn(previous, previous, 0.0) == []

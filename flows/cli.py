@@ -540,14 +540,22 @@ def nightly(
             f"spent {run.get('budget', {}).get('spent')} {unit}"
             + (f"; stopped: {run['stopped']}" if run.get("stopped") else ""),
             highlight=False,
+            soft_wrap=True,
         )
     if retrained:
-        out.print(f"retrain: {retrained.get('decision', retrained)}", highlight=False)
+        out.print(
+            f"retrain: version {retrained.get('version')} ({retrained.get('verdict')}): "
+            f"{retrained.get('reason')}",
+            highlight=False,
+            soft_wrap=True,
+        )
     _estimate(settings, by=by, output=None, use_labels=True, as_json=False)
+    out.print(f"store: {settings.store_url}", highlight=False, soft_wrap=True)
     out.print(
-        f"store: {settings.store_url}\nMLflow: {settings.tracking_uri} "
+        f"MLflow: {settings.tracking_uri} "
         f"(browse: mlflow ui --backend-store-uri {settings.tracking_uri})",
         highlight=False,
+        soft_wrap=True,
     )
 
 

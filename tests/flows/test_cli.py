@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,29 @@ def test_the_papers_classifier_can_be_trained_and_served_instead_of_the_default(
     assert {row["method"] for row in rows} == {"bootstrap"}
     # A calibrated classifier gives graded probabilities, not ATC's 0/1 decisions.
     assert any(0.0 < row["accuracy"] < 1.0 for row in rows)
+
+
+def test_sentinel_nightly_runs_the_whole_loop_on_the_embedded_defaults(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "SENTINEL_HOME": str(tmp_path / ".sentinel"),
+        "SENTINEL_N_BOOTSTRAP": "200",
+    }
+    done = subprocess.run(
+        [SENTINEL, "nightly", "--budget", "12", "--key", "night-1"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "seeded the empty store: 134 labelled traces" in done.stdout
+    assert "acquire: campaign acquire-night-1-benchmark-exact: labelled 12" in done.stdout
+    assert "accuracy by benchmark" in done.stdout
+    assert f"MLflow: sqlite:///{tmp_path / '.sentinel' / 'mlflow.db'}" in done.stdout
+    again = subprocess.run(
+        [SENTINEL, "nightly", "--budget", "12", "--key", "night-1"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "seeded" not in again.stdout
+    assert "monitor: 0 new traces" in again.stdout
+    assert "labelled 0, spent 12.0 labels" in again.stdout

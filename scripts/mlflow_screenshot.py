@@ -79,19 +79,19 @@ def main() -> None:
         wait_for(f"{base}/health")
         args.out.mkdir(parents=True, exist_ok=True)
         exp = latest.info.experiment_id
-        shoot(chromium, f"{base}/#/experiments/{exp}", args.out / "mlflow-runs.png")
-        shoot(
-            chromium,
-            f"{base}/#/experiments/{exp}/runs/{latest.info.run_id}",
-            args.out / "mlflow-run.png",
-            height=1400,
-        )
-        shoot(
-            chromium,
-            f"{base}/#/experiments/{exp}/runs/{latest.info.run_id}/artifacts",
-            args.out / "mlflow-run-artifacts.png",
-            height=1400,
-        )
+        shoot(chromium, f"{base}/#/experiments/{exp}/runs", args.out / "mlflow-runs.png")
+        # The latest run of each kind, opened on the chart people look at.
+        wanted = {"monitor": "charts/slices.png", "retrain": "charts/held_out.png"}
+        for kind, artifact in wanted.items():
+            run = next((r for r in runs if (r.info.run_name or "").startswith(kind)), None)
+            if run is None:
+                continue
+            shoot(
+                chromium,
+                f"{base}/#/experiments/{exp}/runs/{run.info.run_id}/artifacts/{artifact}",
+                args.out / f"mlflow-{kind}.png",
+                height=1300,
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -89,6 +89,7 @@ def main() -> None:
     cli(env, "ingest", str(home / "production.jsonl"), *prod)
 
     truth: dict[str, list[int]] = {}
+    truth_by_id: dict[str, int] = {}
     for record in production:
         verdict = verify_record(
             {
@@ -98,6 +99,7 @@ def main() -> None:
             }
         )
         truth.setdefault(record["metadata"]["benchmark"], []).append(int(verdict.correct))
+        truth_by_id[str(record["id"])] = int(verdict.correct)
 
     def production_estimates() -> dict[str, dict[str, Any]]:
         rows = cli(env, "estimate", "--by", "benchmark", *prod)
@@ -123,13 +125,30 @@ def main() -> None:
     judge_s = time.monotonic() - started
     judge_status = cli(env, "campaign", "status", "judge-1", *prod)
     stages.append(("after judge campaign", production_estimates()))
+    judged = judge_verdicts(home / "production.db")
+    agree = sum(int(ok) == truth_by_id[tid] for tid, ok in judged.items())
+    print(f"judge agrees with the exact verifier on {agree} of {len(judged)}", file=sys.stderr)
 
     lines = report_lines(
         args, truth, stages, exact_plan, exact_run, exact_status, judge_plan, judge_run,
         judge_status, judge_s,
     )  # fmt: skip
+    lines.insert(
+        lines.index("Labelled per slice:"),
+        f"The judge's verdicts agree with the exact verifier on {agree} of {len(judged)} "
+        "judged responses.\n",
+    )
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
+
+
+def judge_verdicts(path: Path) -> dict[str, bool]:
+    """The judge's stored verdicts in the production store, by trace id."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT trace_id, correct FROM labels WHERE labeler = 'judge'")
+        return {str(t): bool(c) for t, c in rows}
 
 
 def report_lines(

@@ -1,8 +1,9 @@
 """The ``acquire`` flow: spend a labeling budget on the weakest slices (METHOD §8, steps 2-3).
 
-Composes two tasks: plan a campaign on a monitor run's slice estimates, then run
-it with the chosen labeler. ``key`` makes it rerunnable: the campaign id and the
-budget name derive from it (default: today's UTC date), so a rerun after a
+Composes three tasks: plan a campaign on a monitor run's slice estimates, run it
+with the chosen labeler, and log what was labelled and what it cost as an MLflow
+run (kind ``acquire``, tagged with the flow run id). ``key`` makes it rerunnable:
+the campaign id and the budget name derive from it (default: today's UTC date), so a rerun after a
 crash resumes the same campaign against the same budget instead of buying the
 night's labels twice.
 """
@@ -13,10 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from flows.settings import flow_settings
 from tasks.campaign import plan_labeling, run_labeling
 from tasks.models import describe_champion
+from tasks.tracking import log_acquire_run
 
 
 @flow(name="acquire")
@@ -66,4 +69,7 @@ def acquire(
         min_per_slice=min_per_slice,
     )
     report = run_labeling(settings, campaign_id=campaign_id, labeler=labeler, wait_s=wait_s)
-    return {"campaign_id": campaign_id, "plan": plan, "run": report}
+    mlflow_run_id = log_acquire_run(
+        settings, flow_run_id=str(flow_run.id), by=by, plan=plan, run=report
+    )
+    return {"campaign_id": campaign_id, "plan": plan, "run": report, "mlflow_run_id": mlflow_run_id}

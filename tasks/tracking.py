@@ -234,3 +234,40 @@ def _log_model(run_id: str, estimator: EntropyEstimator | ATCClassifier, held_ou
         )
         mlflow.log_metric("held_out_slice_error", held_out)
     return str(info.model_uri)
+
+
+@task(**MLFLOW_RETRIES)
+def log_acquire_run(
+    settings: Settings, *, flow_run_id: str, by: str, plan: dict[str, Any], run: dict[str, Any]
+) -> str:
+    """One MLflow run per acquire run: what was labelled per slice, what it cost; its id."""
+    client = _client(settings)
+    run_id = _open_run(
+        client, flow_run_id=flow_run_id, kind="acquire", tags={"campaign_id": run["campaign_id"]}
+    )
+    budget = run["budget"]
+    metrics: dict[str, float] = {
+        "labelled": float(run["labelled"]),
+        "failed": float(run["failed"]),
+        "planned": float(plan["n_labels"]),
+        "budget_spent": float(budget["spent"]),
+        "budget_reserved": float(budget["reserved"]),
+        "budget_total": float(budget["total"]),
+    }
+    for name, counts in run["per_slice"].items():
+        metrics[f"slice/{name}/labelled"] = float(counts["labelled"])
+        metrics[f"slice/{name}/correct"] = float(counts["correct"])
+        metrics[f"slice/{name}/spent"] = float(counts["spent"])
+    params = {
+        "slice_key": by,
+        "labeler": run["labeler"],
+        "budget_name": budget["name"],
+        "budget_unit": budget["unit"],
+        "stopped": run["stopped"] or "",
+    }
+    _log(client, run_id, params, metrics)
+    rows = [{"slice": name, **counts} for name, counts in run["per_slice"].items()]
+    client.log_text(run_id, pd.DataFrame(rows).to_csv(index=False), "labelled.csv")
+    client.log_dict(run_id, {"plan": plan, "run": run}, "campaign.json")
+    client.set_terminated(run_id)
+    return run_id

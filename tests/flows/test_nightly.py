@@ -46,6 +46,10 @@ def test_the_acquire_step_labels_the_weakest_slices_once_per_night(corpus_env: E
     accuracies = sorted(s["accuracy"] for s in first["monitor"]["slices"])
     median = accuracies[len(accuracies) // 2]
     assert all(s["accuracy"] <= median for s in acquired["plan"]["slices"])
+    logged = corpus_env.client().get_run(acquired["mlflow_run_id"])
+    assert logged.data.metrics["labelled"] == 12
+    assert logged.data.metrics["budget_spent"] == 12
+    assert logged.data.params["labeler"] == "exact"
     # The same night again (a rerun after a crash, say): the campaign resumes, buys nothing.
     again = nightly(**corpus_env.kwargs(), **options, min_per_slice=4, retrain_after=False)
     assert again["acquire"]["plan"]["replanned"] is False

@@ -1,7 +1,7 @@
 """A simulated month of nightly runs over the real traces, with a drift (run by hand).
 
     .venv/bin/python scripts/simulate_month.py [--nights 30] [--drift-night 10]
-        [--per-route 24] [--budget 12] [--out docs/simulated-month.md]
+        [--per-route 32] [--budget 12] [--out docs/simulated-month.md]
 
 Production traffic is the shipped real corpus (corpus-dev + corpus-collected)
 replayed: four routes, each served by one benchmark's responses (resampled with
@@ -40,7 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nights", type=int, default=30)
     parser.add_argument("--drift-night", type=int, default=10)
-    parser.add_argument("--per-route", type=int, default=24)
+    # At least min_slice_n (30): drift alerts skip slices flagged too few.
+    parser.add_argument("--per-route", type=int, default=32)
     parser.add_argument("--budget", type=float, default=12)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "simulated-month.md")
     args = parser.parse_args()

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from labeling.base import AsyncLabeler, LabelingError, LabelRequest, SyncLabeler
+from labeling.base import AsyncLabeler, LabelingError, LabelOutcome, LabelRequest, SyncLabeler
 from sentinel_core import ledger
 from sentinel_core.acquisition import Plan, Unit, plan
 from sentinel_core.errors import InvalidInputError
@@ -251,6 +251,34 @@ def _reserve(
     return False
 
 
+def _pending_rows(
+    engine: Engine, campaign_id: str, limit: int | None
+) -> list[ledger.CampaignItemRow]:
+    """Items still to act on: those a stopped run left reserved first, then planned ones."""
+    rows = ledger.items(engine, campaign_id, states=("reserved", "planned"))
+    rows.sort(key=lambda r: (r.state != "reserved", r.id))
+    return rows if limit is None else rows[:limit]
+
+
+def _settle(
+    engine: Engine, item_id: int, outcome: LabelOutcome, unit: str, labeler: str, report: RunReport
+) -> bool:
+    """Store the label and commit its cost (in the budget's unit); count it in the report."""
+    cost = _amount(unit, outcome.cost)
+    settled = ledger.settle(
+        engine,
+        item_id,
+        correct=outcome.correct,
+        cost=cost,
+        labeler=labeler,
+        detail=json.dumps(dict(outcome.detail), default=str),
+    )
+    if settled:
+        report.labelled += 1
+        report.spent += cost
+    return settled
+
+
 def _run_sync(
     engine: Engine,
     campaign_id: str,
@@ -260,10 +288,7 @@ def _run_sync(
     limit: int | None,
     on_progress: Callable[[int], None] | None,
 ) -> None:
-    rows = ledger.items(engine, campaign_id, states=("reserved", "planned"))
-    rows.sort(key=lambda r: (r.state != "reserved", r.id))
-    if limit is not None:
-        rows = rows[:limit]
+    rows = _pending_rows(engine, campaign_id, limit)
     requests = requests_for(engine, rows)
     failures_in_a_row = 0
     for row in rows:
@@ -298,17 +323,7 @@ def _run_sync(
                 break
             continue
         failures_in_a_row = 0
-        cost = _amount(unit, outcome.cost)
-        if ledger.settle(
-            engine,
-            row.id,
-            correct=outcome.correct,
-            cost=cost,
-            labeler=labeler.name,
-            detail=json.dumps(dict(outcome.detail), default=str),
-        ):
-            report.labelled += 1
-            report.spent += cost
+        _settle(engine, row.id, outcome, unit, labeler.name, report)
         if on_progress is not None:
             on_progress(1)
 
@@ -322,10 +337,7 @@ def _run_async(
     limit: int | None,
     on_progress: Callable[[int], None] | None,
 ) -> None:
-    rows = ledger.items(engine, campaign_id, states=("reserved", "planned"))
-    rows.sort(key=lambda r: (r.state != "reserved", r.id))
-    if limit is not None:
-        rows = rows[:limit]
+    rows = _pending_rows(engine, campaign_id, limit)
     requests = requests_for(engine, rows)
     reserved = []
     for row in rows:
@@ -357,17 +369,6 @@ def _collect(
         row = by_trace.get(outcome.trace_id)
         if row is None or row.id is None:
             continue
-        cost = _amount(unit, outcome.cost)
-        if ledger.settle(
-            engine,
-            row.id,
-            correct=outcome.correct,
-            cost=cost,
-            labeler=labeler.name,
-            detail=json.dumps(dict(outcome.detail), default=str),
-        ):
-            report.labelled += 1
-            report.spent += cost
-            if on_progress is not None:
-                on_progress(1)
+        if _settle(engine, row.id, outcome, unit, labeler.name, report) and on_progress:
+            on_progress(1)
     report.pending = len(ledger.items(engine, campaign_id, states=("submitted",)))

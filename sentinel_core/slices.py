@@ -216,6 +216,20 @@ def _wilson_interval(y: FloatArray, z: float) -> tuple[float, float, float]:
     return p_hat, max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _ppi_inputs(
+    pred_unlabelled: npt.ArrayLike, pred_labelled: npt.ArrayLike, y_labelled: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    p_u = _as_vector("pred_unlabelled", pred_unlabelled)
+    p_l = _as_vector("pred_labelled", pred_labelled)
+    y = _as_vector("y_labelled", y_labelled)
+    if p_l.shape != y.shape:
+        raise InvalidInputError(
+            "pred_labelled and y_labelled must be the same length, but pred_labelled is "
+            f"length {p_l.size} and y_labelled is length {y.size}"
+        )
+    return p_u, p_l, y
+
+
 def ppi_mean_interval(
     pred_unlabelled: npt.ArrayLike,
     pred_labelled: npt.ArrayLike,
@@ -244,14 +258,7 @@ def ppi_mean_interval(
         confidence: interval coverage, in (0, 1).
     """
     z = _check_confidence(confidence)
-    p_u = _as_vector("pred_unlabelled", pred_unlabelled)
-    p_l = _as_vector("pred_labelled", pred_labelled)
-    y = _as_vector("y_labelled", y_labelled)
-    if p_l.shape != y.shape:
-        raise InvalidInputError(
-            "pred_labelled and y_labelled must be the same length, but pred_labelled is "
-            f"length {p_l.size} and y_labelled is length {y.size}"
-        )
+    p_u, p_l, y = _ppi_inputs(pred_unlabelled, pred_labelled, y_labelled)
     if p_u.size == 0:
         if y.size == 0:
             raise InvalidInputError("a fully labelled slice needs at least 1 label, got 0")
@@ -294,14 +301,7 @@ def ppi_slice_interval(
     :func:`ppi_mean_interval` (Wilson).
     """
     z = _check_confidence(confidence)
-    p_u = _as_vector("pred_unlabelled", pred_unlabelled)
-    p_l = _as_vector("pred_labelled", pred_labelled)
-    y = _as_vector("y_labelled", y_labelled)
-    if p_l.shape != y.shape:
-        raise InvalidInputError(
-            "pred_labelled and y_labelled must be the same length, but pred_labelled is "
-            f"length {p_l.size} and y_labelled is length {y.size}"
-        )
+    p_u, p_l, y = _ppi_inputs(pred_unlabelled, pred_labelled, y_labelled)
     if p_u.size == 0:
         return ppi_mean_interval(p_u, p_l, y, confidence=confidence)
     if y.size < 2:

@@ -18,17 +18,23 @@ from typing import Any
 
 from prefect import flow, unmapped
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.retrain import retrain
 from flows.settings import flow_settings
+from sentinel_core.settings import Settings
 from tasks.alerts import compare_estimates, emit_alert
 from tasks.estimate import estimate_slices, score_chunk
 from tasks.models import describe_champion
 from tasks.store import featurise_chunk, pull_trace_ids, read_previous_run, record_monitor_run
 from tasks.tracking import log_monitor_run
 
+THREADS = Settings.model_fields["thread_workers"].default
 
-@flow(name="monitor")
+
+# A bounded pool when the monitor runs alone (its deployment); nightly picks the runner
+# from the settings (flows.settings.task_runner).
+@flow(name="monitor", task_runner=ThreadPoolTaskRunner(max_workers=THREADS))
 def monitor(
     by: str = "benchmark",
     db_url: str | None = None,

@@ -1,11 +1,9 @@
 """The ``nightly`` flow: the loop of METHOD §8 as subflows: monitor, acquire, retrain.
 
 ``Settings.task_runner`` picks the task runner of the monitor subflow, whose chunked
-featurise and score tasks are the heavy part of a large pull: ``"thread"`` (Prefect's
-thread pool, in this process) or ``"dask"`` (``prefect_dask.DaskTaskRunner`` on a
-local cluster of ``Settings.dask_workers`` processes, one thread each, because the
-estimator limits BLAS to one thread anyway). Retrain works on the labelled set, which
-is small, and keeps the default runner.
+featurise and score tasks are the heavy part of a large pull (see
+``flows.settings.task_runner``: a bounded thread pool, or a local Dask cluster).
+Retrain works on the labelled set, which is small, and keeps the default runner.
 """
 
 from __future__ import annotations
@@ -13,29 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.acquire import acquire as acquire_flow
 from flows.monitor import monitor
 from flows.retrain import retrain
-from flows.settings import flow_settings
-from sentinel_core.settings import Settings
+from flows.settings import flow_settings, task_runner
 from tasks.store import read_previous_run
-
-
-def _task_runner(settings: Settings) -> Any:
-    if settings.task_runner == "dask":
-        from prefect_dask import DaskTaskRunner
-
-        return DaskTaskRunner(
-            cluster_kwargs={
-                "n_workers": settings.dask_workers,
-                "threads_per_worker": 1,
-                "processes": True,
-                "dashboard_address": None,
-            }
-        )
-    return ThreadPoolTaskRunner()
 
 
 @flow(name="nightly")
@@ -71,7 +52,7 @@ def nightly(
         retrain_after: run the retrain step.
     """
     settings = flow_settings(db_url=db_url, tracking_uri=tracking_uri, home=home)
-    monitored = monitor.with_options(task_runner=_task_runner(settings))(
+    monitored = monitor.with_options(task_runner=task_runner(settings))(
         by=by, db_url=db_url, tracking_uri=tracking_uri, home=home, max_traces=max_traces
     )
     acquired: dict[str, Any] | None = None

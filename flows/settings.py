@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from prefect.task_runners import ThreadPoolTaskRunner
+
 from sentinel_core.settings import Settings
 
 
@@ -25,3 +27,25 @@ def flow_settings(
     if tracking_uri is not None:
         overrides["mlflow_tracking_uri"] = tracking_uri
     return Settings(**overrides)
+
+
+def task_runner(settings: Settings) -> Any:
+    """The task runner ``Settings.task_runner`` names, sized by the settings.
+
+    ``"thread"``: Prefect's thread pool in the flow's process, ``thread_workers`` threads
+    (Prefect's own default is unbounded, and every chunk in flight holds its rows).
+    ``"dask"``: ``prefect_dask.DaskTaskRunner`` on a local cluster of ``dask_workers``
+    processes, one thread each (the estimator limits BLAS to one thread anyway).
+    """
+    if settings.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": settings.dask_workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
+        )
+    return ThreadPoolTaskRunner(max_workers=settings.thread_workers)

@@ -1,17 +1,19 @@
 """A simulated month of nightly runs over the real traces, with a drift (run by hand).
 
     .venv/bin/python scripts/simulate_month.py [--nights 30] [--drift-night 10]
-        [--per-route 32] [--budget 12] [--out docs/simulated-month.md]
+        [--per-route 32] [--budget 12] [--drift-to olympiadbench]
+        [--out docs/simulated-month.md]
 
 Production traffic is the shipped real corpus (corpus-dev + corpus-collected)
 replayed: four routes, each served by one benchmark's responses (resampled with
 replacement, new ids every night, metadata ``route``); from ``--drift-night`` on,
-route ``r1``'s traffic switches from an easy benchmark (gsm8k) to a hard one
-(olympiadbench). Night 0 seeds a labelled history (the rest of the corpus, route
-``history``). Every night runs the ``nightly`` flow by route: monitor, acquire
-(exact verifier, ``--budget`` labels, key = the night), retrain. The report shows,
-per night, the alerts, the labels bought per route, and r1's estimate against its
-true accuracy that night (from the datasheet labels, never shown to the flows).
+route ``r1``'s traffic switches from an easy benchmark (gsm8k) to a harder one
+(``--drift-to``, default olympiadbench). Night 0 seeds a labelled history (the rest
+of the corpus, route ``history``). Every night runs the ``nightly`` flow by route:
+monitor, acquire (exact verifier, ``--budget`` labels, key = the night), retrain.
+The report shows, per night, the alerts, the labels bought per route, and r1's
+estimate against its true accuracy that night (from the datasheet labels, never
+shown to the flows), then r1's mean error before and after the drift.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def main() -> None:
     # At least min_slice_n (30): drift alerts skip slices flagged too few.
     parser.add_argument("--per-route", type=int, default=32)
     parser.add_argument("--budget", type=float, default=12)
+    parser.add_argument("--drift-to", default=DRIFT_TO, help="benchmark r1 serves after the drift")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "simulated-month.md")
     args = parser.parse_args()
     from flows.nightly import nightly
@@ -51,7 +54,7 @@ def main() -> None:
     by_benchmark: dict[str, list[tuple[dict[str, Any], int]]] = {}
     for record, label in pairs:
         by_benchmark.setdefault(record["metadata"]["benchmark"], []).append((record, label))
-    served = set(ROUTES.values()) | {DRIFT_TO}
+    served = set(ROUTES.values()) | {args.drift_to}
     home = Path(tempfile.mkdtemp(prefix="sentinel-month-"))
     url = f"sqlite:///{home / 'sentinel.db'}"
     kwargs = {"db_url": url, "tracking_uri": f"sqlite:///{home / 'mlflow.db'}", "home": str(home)}
@@ -70,7 +73,7 @@ def main() -> None:
         truth: dict[str, list[int]] = {}
         batch = []
         for route, benchmark in ROUTES.items():
-            source = DRIFT_TO if route == "r1" and night >= args.drift_night else benchmark
+            source = args.drift_to if route == "r1" and night >= args.drift_night else benchmark
             items = by_benchmark[source]
             for i in rng.integers(0, len(items), size=args.per_route):
                 record, label = items[int(i)]
@@ -89,7 +92,7 @@ def main() -> None:
         rows.append(
             {
                 "night": night,
-                "r1_source": DRIFT_TO if night >= args.drift_night else ROUTES["r1"],
+                "r1_source": args.drift_to if night >= args.drift_night else ROUTES["r1"],
                 "r1_truth": float(np.mean(truth["r1"])),
                 "r1_estimate": r1.get("accuracy"),
                 "r1_low": r1.get("low"),
@@ -111,7 +114,7 @@ def write_report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         "Made by `scripts/simulate_month.py` (figures from its last run). Four routes "
         f"({', '.join(f'{k}: {v}' for k, v in ROUTES.items())}), {args.per_route} responses "
         f"each per night, resampled from the real corpus; from night {args.drift_night} "
-        f"r1 serves {DRIFT_TO}. Budget {args.budget:g} labels a night, exact verifier.",
+        f"r1 serves {args.drift_to}. Budget {args.budget:g} labels a night, exact verifier.",
         "",
         "| night | r1 serves | r1 true | r1 estimate [low, high] | alerts | labels bought | "
         "champion |",
@@ -128,8 +131,27 @@ def write_report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
             f"| {r['night']} | {r['r1_source']} | {r['r1_truth']:.2f} | {est} | "
             f"{', '.join(r['alerts'])} | {bought} | v{r['version']} ({r['verdict']}) |"
         )
+    lines += ["", *summary(args, rows)]
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
+
+
+def summary(args: argparse.Namespace, rows: list[dict[str, Any]]) -> list[str]:
+    """r1's mean absolute estimate error before the drift, just after it, and at the end."""
+
+    def error(part: list[dict[str, Any]]) -> str:
+        errors = [
+            abs(r["r1_estimate"] - r["r1_truth"]) for r in part if r["r1_estimate"] is not None
+        ]
+        return f"{np.mean(errors):.2f} (nights {part[0]['night']}-{part[-1]['night']})"
+
+    drift = args.drift_night - 1
+    alerts = [f"{r['night']} ({', '.join(r['alerts'])})" for r in rows if r["alerts"]]
+    return [
+        f"r1 mean |estimate - truth|: before the drift {error(rows[:drift])}; first three "
+        f"drift nights {error(rows[drift : drift + 3])}; last five nights {error(rows[-5:])}.",
+        f"Nights with alerts: {'; '.join(alerts) or 'none'}.",
+    ]
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ __all__ = [
     "record_run",
 ]
 
+#: Traces featurised per query and insert by :func:`featurise_missing` (as ingest's batches).
+FEATURISE_BATCH = 500
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -157,7 +160,9 @@ def new_trace_ids(
     if limit is not None and limit < 1:
         raise InvalidInputError(f"limit must be a positive integer or None, got {limit!r}")
     traces = _table(TraceRow)
-    query = sa_select(traces.c.id, traces.c.ingested_at).order_by(traces.c.ingested_at, traces.c.id)
+    # Ids only: converting 100,000 timestamps to datetimes costs seconds; the watermark
+    # needs the last one alone.
+    query = sa_select(traces.c.id).order_by(traces.c.ingested_at, traces.c.id)
     if after is not None:
         query = query.where(
             or_(
@@ -168,10 +173,13 @@ def new_trace_ids(
     if limit is not None:
         query = query.limit(limit)
     with Session(engine) as session:
-        rows = session.execute(query).all()
-    if not rows:
-        return [], after
-    return [r[0] for r in rows], Watermark(rows[-1][1], rows[-1][0])
+        ids = list(session.execute(query).scalars())
+        if not ids:
+            return [], after
+        last = session.execute(
+            sa_select(traces.c.ingested_at).where(traces.c.id == ids[-1])
+        ).scalar_one()
+    return ids, Watermark(last, ids[-1])
 
 
 def load_rows(
@@ -252,12 +260,26 @@ def featurise_missing(engine: Engine, trace_ids: Sequence[str], *, feature_set: 
             f"can only compute feature set {FEATURE_SET_VERSION!r}, got {feature_set!r}"
         )
     traces, features = _table(TraceRow), _table(FeatureRow)
-    ids = list(trace_ids)
     have = (
         sa_select(features.c.trace_id)
         .where(features.c.trace_id == traces.c.id, features.c.feature_set == feature_set)
         .exists()
     )
+    with Session(engine) as session:
+        todo = session.execute(
+            sa_select(traces.c.id).where(traces.c.id.in_(list(trace_ids)), ~have)
+        ).all()
+    done = 0
+    # A batch at a time: the float64 working copies of a trace's top-k matrix are about
+    # ten times its blob, so a whole chunk at once would need gigabytes.
+    for start in range(0, len(todo), FEATURISE_BATCH):
+        batch = [r[0] for r in todo[start : start + FEATURISE_BATCH]]
+        done += _featurise_batch(engine, batch, feature_set=feature_set)
+    return done
+
+
+def _featurise_batch(engine: Engine, ids: list[str], *, feature_set: str) -> int:
+    traces, features = _table(TraceRow), _table(FeatureRow)
     with Session(engine) as session:
         rows = session.execute(
             sa_select(
@@ -267,10 +289,8 @@ def featurise_missing(engine: Engine, trace_ids: Sequence[str], *, feature_set: 
                 traces.c.dtype,
                 traces.c.logprobs,
                 traces.c.chosen,
-            ).where(traces.c.id.in_(ids), ~have)
+            ).where(traces.c.id.in_(ids))
         ).all()
-        if not rows:
-            return 0
         by_k: dict[int, list[Any]] = {}
         for row in rows:
             by_k.setdefault(int(row[2]), []).append(row)
@@ -292,6 +312,7 @@ def featurise_missing(engine: Engine, trace_ids: Sequence[str], *, feature_set: 
                 }
                 for r, s in zip(group, scores, strict=True)
             )
-        session.execute(_insert(engine, features), out)
-        session.commit()
+        if out:
+            session.execute(_insert(engine, features), out)
+            session.commit()
     return len(out)

@@ -114,11 +114,18 @@ class Settings(BaseSettings):
     dask_workers: int = Field(
         default=2, ge=1, le=256, description="Dask worker processes when task_runner is dask."
     )
+    thread_workers: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Threads when task_runner is thread; each holds one chunk's rows at a time.",
+    )
     monitor_chunk_size: int = Field(
-        default=5000,
+        default=20_000,
         ge=1,
         le=1_000_000,
-        description="Traces per featurise/estimate task of a monitor run.",
+        description="Traces per featurise/score task of a monitor run (the unit of parallel "
+        "work; memory is bounded by featurising 500 traces at a time, not by this).",
     )
     drift_min_drop: float = Field(
         default=0.0,

@@ -3,7 +3,9 @@
 ``score_chunk`` is the unit a monitor run maps over chunks of trace ids (threads, or
 Dask workers with ``task_runner="dask"``): it takes ids, not frames, loads its rows
 from the store and the model version from the registry (once per process), and
-returns one small record per trace. No retries: a failure here is a bug or a missing
+returns the chunk's scores as arrays (a ``Scored``: arrays, not lists, because Prefect
+walks every list element of a task's inputs to find futures, which cost seconds per
+100,000 traces; it does not look inside an array). No retries: a failure here is a bug or a missing
 model, not a transient fault, and a retry would only repeat it. No cache: results
 depend on the store and the registry, which change between runs.
 """
@@ -11,6 +13,8 @@ depend on the store and the registry, which change between runs.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,11 +34,29 @@ def _served(settings: Settings, version: str) -> ServedModel:
     return load_version(settings, version)
 
 
+@dataclass(frozen=True)
+class Scored:
+    """Per trace of a chunk: ``P(correct)``, slice value, best label (NaN when unlabelled)."""
+
+    p: np.ndarray[Any, np.dtype[np.float64]]
+    slice: np.ndarray[Any, np.dtype[np.str_]]
+    label: np.ndarray[Any, np.dtype[np.float64]]
+
+    @classmethod
+    def concat(cls, chunks: Sequence[Scored]) -> Scored:
+        """The chunks end to end (an empty ``Scored`` for no chunks)."""
+        if not chunks:
+            return cls(np.empty(0), np.empty(0, dtype=str), np.empty(0))
+        return cls(
+            np.concatenate([c.p for c in chunks]),
+            np.concatenate([c.slice for c in chunks]),
+            np.concatenate([c.label for c in chunks]),
+        )
+
+
 @task(cache_policy=NO_CACHE)
-def score_chunk(
-    settings: Settings, version: str, trace_ids: list[str], by: str
-) -> dict[str, list[Any]]:
-    """``P(correct)`` of every trace of a chunk: ``{trace_id, slice, p, label}`` lists."""
+def score_chunk(settings: Settings, version: str, trace_ids: list[str], by: str) -> Scored:
+    """``P(correct)``, slice and best label of every trace of a chunk, in the chunk's order."""
     served = _served(settings, version)
     frame = load_rows(
         engine_for(settings.store_url),
@@ -44,26 +66,23 @@ def score_chunk(
         slice_key=by,
     )
     probs = served.estimator.predict_proba(frame[list(served.feature_names)])[:, 1]
-    return {
-        "trace_id": frame["trace_id"].tolist(),
-        "slice": frame["slice"].tolist(),
-        "p": [float(p) for p in probs],
-        "label": [float(v) for v in frame["label"]],
-    }
+    return Scored(
+        np.asarray(probs, dtype=np.float64),
+        frame["slice"].to_numpy(dtype=str),
+        frame["label"].to_numpy(dtype=np.float64),
+    )
 
 
 @task(cache_policy=NO_CACHE)
 def estimate_slices(
-    settings: Settings, scored: list[dict[str, list[Any]]], calibration_error: float
+    settings: Settings, scored: list[Scored], calibration_error: float
 ) -> list[dict[str, Any]]:
     """Every slice's estimate with its interval (PPI where labelled), lowest first."""
-    probs = np.concatenate([np.asarray(c["p"], dtype=np.float64) for c in scored])
-    keys = np.concatenate([np.asarray(c["slice"], dtype=str) for c in scored])
-    labels = np.concatenate([np.asarray(c["label"], dtype=np.float64) for c in scored])
+    every = Scored.concat(scored)
     estimates = estimate_slices_with_labels(
-        probs,
-        keys,
-        labels,
+        every.p,
+        every.slice,
+        every.label,
         calibration_error=0.0 if np.isnan(calibration_error) else calibration_error,
         confidence=settings.confidence,
         n_boot=settings.n_bootstrap,

@@ -21,8 +21,8 @@ from sentinel_core.settings import Settings
 from tasks.registry import (
     IDEMPOTENCY_TAG,
     champion_version,
+    describe_version,
     find_version_by_key,
-    load_version,
     register_logged_model,
     set_champion,
 )
@@ -36,13 +36,10 @@ def describe_champion(settings: Settings) -> dict[str, Any] | None:
     version = champion_version(settings)
     if version is None:
         return None
-    served = load_version(settings, version)
-    return {
-        "version": served.version,
-        "feature_set": served.feature_set,
-        "feature_names": list(served.feature_names),
-        "calibration_error": served.calibration_error,
-    }
+    # The tags only: the tasks that score load the model, once per process.
+    described = describe_version(settings, version)
+    keys = ("version", "feature_set", "feature_names", "calibration_error")
+    return {k: described[k] for k in keys}
 
 
 @task(**REGISTRY_RETRIES)

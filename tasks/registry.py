@@ -196,13 +196,27 @@ def champion_version(settings: Settings) -> str | None:
         return None
 
 
-def load_version(settings: Settings, version: str) -> ServedModel:
-    """A registered version of the estimator, with its feature set and calibration error."""
-    import mlflow
+def describe_version(settings: Settings, version: str) -> dict[str, Any]:
+    """A registered version's feature set, feature names and calibration error (its tags),
+    without loading the model."""
     from mlflow import MlflowClient
 
     configure(settings)
     info = MlflowClient().get_model_version(settings.registered_model, version)
+    return {
+        "version": str(info.version),
+        "run_id": info.run_id,
+        "feature_set": info.tags.get("feature_set", ""),
+        "feature_names": json.loads(info.tags.get("feature_names", "[]")),
+        "calibration_error": float(info.tags.get("calibration_error", "nan")),
+    }
+
+
+def load_version(settings: Settings, version: str) -> ServedModel:
+    """A registered version of the estimator, with its feature set and calibration error."""
+    import mlflow
+
+    described = describe_version(settings, version)
     estimator = mlflow.sklearn.load_model(f"models:/{settings.registered_model}/{version}")
     if not isinstance(estimator, EntropyEstimator | ATCClassifier):
         raise SentinelError(
@@ -210,11 +224,11 @@ def load_version(settings: Settings, version: str) -> ServedModel:
         )
     return ServedModel(
         estimator=estimator,
-        version=str(info.version),
-        run_id=info.run_id,
-        feature_set=info.tags.get("feature_set", ""),
-        feature_names=tuple(json.loads(info.tags.get("feature_names", "[]"))),
-        calibration_error=float(info.tags.get("calibration_error", "nan")),
+        version=described["version"],
+        run_id=described["run_id"],
+        feature_set=described["feature_set"],
+        feature_names=tuple(described["feature_names"]),
+        calibration_error=described["calibration_error"],
     )
 
 

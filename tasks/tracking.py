@@ -29,6 +29,7 @@ from sentinel_core.promotion import Decision, HeldOutScores
 from sentinel_core.runs import Watermark
 from sentinel_core.settings import Settings
 from tasks.charts import estimate_vs_truth_chart, reliability_chart, slice_chart
+from tasks.estimate import Scored
 from tasks.registry import EXPERIMENT, configure, trusted_types
 
 FLOW_RUN_TAG = "prefect_flow_run_id"
@@ -93,14 +94,13 @@ def log_monitor_run(
     watermark: Watermark | None,
     slices: list[dict[str, Any]],
     alerts: list[dict[str, Any]],
-    scored: list[dict[str, list[Any]]],
+    scored: list[Scored],
 ) -> str:
     """One MLflow run per monitor run: params, metrics, slice table, charts; its run id."""
     client = _client(settings)
     run_id = _open_run(client, flow_run_id=flow_run_id, kind="monitor", tags={"slice_key": by})
-    p = np.concatenate([np.asarray(c["p"], dtype=np.float64) for c in scored])
-    y = np.concatenate([np.asarray(c["label"], dtype=np.float64) for c in scored])
-    keys = np.concatenate([np.asarray(c["slice"], dtype=str) for c in scored])
+    every = Scored.concat(scored)
+    p, y, keys = every.p, every.label, every.slice
     labelled = ~np.isnan(y)
     observed = pd.Series(y[labelled]).groupby(keys[labelled]).mean().to_dict()
     metrics: dict[str, float] = {

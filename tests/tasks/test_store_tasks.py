@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlmodel import Session, delete, select
 
 from sentinel_core.corpus import iter_sample_records
@@ -73,7 +74,11 @@ def test_a_recorded_run_is_the_previous_run_and_recording_it_again_changes_nothi
     assert read_previous_run.fn(url, "topic") is None
 
 
-def test_traces_that_lost_their_features_are_featurised_again_identically(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [500, 3])  # one batch; four batches, the last one short
+def test_traces_that_lost_their_features_are_featurised_again_identically(
+    tmp_path: Path, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sentinel_core.runs.FEATURISE_BATCH", batch)
     url = _store(tmp_path)
     ids, _ = pull_trace_ids.fn(url, None, 10)
     engine = engine_for(url)
@@ -86,6 +91,9 @@ def test_traces_that_lost_their_features_are_featurised_again_identically(tmp_pa
         session.commit()
     assert featurise_chunk.fn(url, ids, FEATURE_SET_VERSION) == 10
     assert featurise_chunk.fn(url, ids, FEATURE_SET_VERSION) == 0
+    with Session(engine) as session:
+        rows = session.exec(select(FeatureRow).where(FeatureRow.trace_id.in_(ids))).all()  # type: ignore[attr-defined]
+    assert sorted(r.trace_id for r in rows) == sorted(ids)
     with Session(engine) as session:
         for row in session.exec(select(FeatureRow).where(FeatureRow.trace_id.in_(ids))):  # type: ignore[attr-defined]
             after = np.frombuffer(row.values)

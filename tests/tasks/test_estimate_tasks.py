@@ -1,0 +1,78 @@
+"""The monitor's scoring and estimation tasks, called through ``task.fn``.
+
+A real estimator (ATC on H_max, fitted on the labelled dev corpus) is registered in a
+SQLite MLflow store under ``tmp_path``; ``score_chunk`` loads it by version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentinel_core.corpus import iter_sample_records
+from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_NAMES, FEATURE_SET_VERSION
+from sentinel_core.ingest import ingest_records
+from sentinel_core.settings import Settings
+from sentinel_core.store import add_labels, load_scores, open_store
+from tasks.estimate import Scored, estimate_slices, score_chunk
+from tasks.registry import register_estimator
+from tasks.training import fit_challenger, sample_supervision
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> tuple[Settings, str, list[str]]:
+    url = f"sqlite:///{tmp_path / 'sentinel.db'}"
+    records = list(iter_sample_records())
+    engine = open_store(url)
+    ingest_records(engine, (r for r, _ in records), source="dev")
+    add_labels(engine, ((r["id"], bool(y), None) for r, y in records), labeler="import")
+    settings = Settings(
+        home=tmp_path, db_url=url, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
+    )
+    supervision = sample_supervision.fn(settings, "benchmark", "default")
+    estimator, error = fit_challenger.fn(settings, "benchmark", "default", supervision["trace_ids"])
+    frame = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
+    names = tuple(FEATURE_NAMES)
+    model = register_estimator(
+        settings,
+        estimator,
+        feature_set=FEATURE_SET_VERSION,
+        feature_names=names,
+        calibration_error=error,
+        params={},
+        metrics={},
+        input_example=frame[list(names)].head(5),
+    )
+    return settings, model.version, [r["id"] for r, _ in records]
+
+
+def test_a_chunk_is_scored_in_its_own_order_as_arrays(
+    served: tuple[Settings, str, list[str]],
+) -> None:
+    settings, version, ids = served
+    chunk = ids[10:40][::-1]
+    scored = score_chunk.fn(settings, version, chunk, "benchmark")
+    assert isinstance(scored.p, np.ndarray)
+    assert scored.p.shape == (30,)
+    assert ((scored.p >= 0.0) & (scored.p <= 1.0)).all()
+    labels = {r["id"]: float(y) for r, y in iter_sample_records()}
+    assert scored.label.tolist() == [labels[i] for i in chunk]
+    benchmarks = {r["id"]: r["metadata"]["benchmark"] for r, _ in iter_sample_records()}
+    assert scored.slice.tolist() == [benchmarks[i] for i in chunk]
+    # The same traces in two chunks give the same scores as in one.
+    halves = [score_chunk.fn(settings, version, c, "benchmark") for c in (chunk[:7], chunk[7:])]
+    assert np.array_equal(Scored.concat(halves).p, scored.p)
+
+
+def test_slices_are_estimated_over_every_chunk(served: tuple[Settings, str, list[str]]) -> None:
+    settings, version, ids = served
+    chunks = [score_chunk.fn(settings, version, ids[i : i + 50], "benchmark") for i in (0, 50, 100)]
+    slices = estimate_slices.fn(settings, chunks, 0.05)
+    assert sum(s["n"] for s in slices) == len(ids[:150])
+    assert {s["slice"] for s in slices} == set(Scored.concat(chunks).slice.tolist())
+    accuracies = [s["accuracy"] for s in slices]
+    assert accuracies == sorted(accuracies)  # lowest first
+    assert all(s["low"] <= s["accuracy"] <= s["high"] for s in slices)
+    assert estimate_slices.fn(settings, [], 0.05) == []

@@ -81,7 +81,11 @@ def main() -> None:
         exp = latest.info.experiment_id
         shoot(chromium, f"{base}/#/experiments/{exp}/runs", args.out / "mlflow-runs.png")
         # The latest run of each kind, opened on the chart people look at.
-        wanted = {"monitor": "charts/slices.png", "retrain": "charts/held_out.png"}
+        wanted = {
+            "monitor": "charts/slices.png",
+            "acquire": "labelled.csv",
+            "retrain": "charts/held_out.png",
+        }
         for kind, artifact in wanted.items():
             run = next((r for r in runs if (r.info.run_name or "").startswith(kind)), None)
             if run is None:

@@ -48,7 +48,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from sentinel_core.acquisition import Plan
 from sentinel_core.errors import InvalidInputError, StoreError
-from sentinel_core.store import LabelRow, TraceRow, _insert, _table
+from sentinel_core.store import LabelRow, TraceRow, insert_or_skip, table_of
 
 __all__ = [
     "BudgetRow",
@@ -176,7 +176,7 @@ def create_budget(engine: Engine, name: str, *, total: float, unit: str) -> Budg
         raise InvalidInputError(f"expected a budget total >= 0, got {total}")
     with Session(engine) as session:
         session.execute(
-            _insert(engine, _table(BudgetRow)),
+            insert_or_skip(engine, table_of(BudgetRow)),
             [{"name": name, "unit": unit, "total": float(total), "created": _now()}],
         )
         session.commit()
@@ -220,7 +220,7 @@ def create_campaign(
         session.flush()
         if plan.items:
             session.execute(
-                _insert(engine, _table(CampaignItemRow)),
+                insert_or_skip(engine, table_of(CampaignItemRow)),
                 [
                     {
                         "campaign_id": campaign_id,
@@ -276,9 +276,9 @@ def reserve(engine: Engine, item_id: int, amount: float, *, labeler: str) -> boo
     if not amount >= 0:
         raise InvalidInputError(f"expected an amount >= 0 to reserve, got {amount}")
     items_t, budgets_t, campaigns_t = (
-        _table(CampaignItemRow),
-        _table(BudgetRow),
-        _table(CampaignRow),
+        table_of(CampaignItemRow),
+        table_of(BudgetRow),
+        table_of(CampaignRow),
     )
     with Session(engine) as session:
         claimed = session.execute(
@@ -308,7 +308,7 @@ def reserve(engine: Engine, item_id: int, amount: float, *, labeler: str) -> boo
 
 
 def _move(session: Session, item_id: int, *, frm: Iterable[str], to: str, **values: Any) -> bool:
-    items_t = _table(CampaignItemRow)
+    items_t = table_of(CampaignItemRow)
     done = session.execute(
         update(items_t)
         .where(items_t.c.id == item_id, items_t.c.state.in_(tuple(frm)))
@@ -335,9 +335,9 @@ def mark_submitted(engine: Engine, item_ids: Sequence[int]) -> int:
 
 def _book(session: Session, item_id: int, *, release: float, commit: float) -> None:
     items_t, budgets_t, campaigns_t = (
-        _table(CampaignItemRow),
-        _table(BudgetRow),
-        _table(CampaignRow),
+        table_of(CampaignItemRow),
+        table_of(BudgetRow),
+        table_of(CampaignRow),
     )
     budget_name = sa_select(campaigns_t.c.budget).where(
         campaigns_t.c.id == items_t.c.campaign_id, items_t.c.id == item_id
@@ -377,9 +377,9 @@ def settle(
         row = _open_item(session, item_id)
         if row is None:
             return False
-        labels_t = _table(LabelRow)
+        labels_t = table_of(LabelRow)
         session.execute(
-            _insert(engine, labels_t),
+            insert_or_skip(engine, labels_t),
             [
                 {
                     "trace_id": row.trace_id,

@@ -34,9 +34,9 @@ from sentinel_core.store import (
     FeatureRow,
     LabelRow,
     TraceRow,
-    _insert,
-    _table,
+    insert_or_skip,
     slice_values,
+    table_of,
 )
 
 __all__ = [
@@ -100,7 +100,7 @@ class Watermark:
 def ensure_tables(engine: Engine) -> None:
     """Create the ``monitor_runs`` table if the store lacks it (idempotent)."""
     try:
-        SQLModel.metadata.create_all(engine, tables=[_table(MonitorRun)])
+        SQLModel.metadata.create_all(engine, tables=[table_of(MonitorRun)])
     except Exception as exc:  # the driver's own error type varies by dialect
         raise StoreError(f"cannot create the monitor_runs table: {exc}") from exc
 
@@ -159,7 +159,7 @@ def new_trace_ids(
     """
     if limit is not None and limit < 1:
         raise InvalidInputError(f"limit must be a positive integer or None, got {limit!r}")
-    traces = _table(TraceRow)
+    traces = table_of(TraceRow)
     # Ids only: converting 100,000 timestamps to datetimes costs seconds; the watermark
     # needs the last one alone.
     query = sa_select(traces.c.id).order_by(traces.c.ingested_at, traces.c.id)
@@ -202,7 +202,7 @@ def load_rows(
     unknown = [n for n in names if n not in ALL_SCORE_NAMES]
     if unknown:
         raise InvalidInputError(f"names must be among {list(ALL_SCORE_NAMES)}, got {unknown}")
-    traces, features = _table(TraceRow), _table(FeatureRow)
+    traces, features = table_of(TraceRow), table_of(FeatureRow)
     ids = list(trace_ids)
     with Session(engine) as session:
         rows = session.execute(
@@ -259,7 +259,7 @@ def featurise_missing(engine: Engine, trace_ids: Sequence[str], *, feature_set: 
         raise InvalidInputError(
             f"can only compute feature set {FEATURE_SET_VERSION!r}, got {feature_set!r}"
         )
-    traces, features = _table(TraceRow), _table(FeatureRow)
+    traces, features = table_of(TraceRow), table_of(FeatureRow)
     have = (
         sa_select(features.c.trace_id)
         .where(features.c.trace_id == traces.c.id, features.c.feature_set == feature_set)
@@ -279,7 +279,7 @@ def featurise_missing(engine: Engine, trace_ids: Sequence[str], *, feature_set: 
 
 
 def _featurise_batch(engine: Engine, ids: list[str], *, feature_set: str) -> int:
-    traces, features = _table(TraceRow), _table(FeatureRow)
+    traces, features = table_of(TraceRow), table_of(FeatureRow)
     with Session(engine) as session:
         rows = session.execute(
             sa_select(
@@ -313,6 +313,6 @@ def _featurise_batch(engine: Engine, ids: list[str], *, feature_set: str) -> int
                 for r, s in zip(group, scores, strict=True)
             )
         if out:
-            session.execute(_insert(engine, features), out)
+            session.execute(insert_or_skip(engine, features), out)
             session.commit()
     return len(out)

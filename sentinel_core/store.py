@@ -172,11 +172,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _table(model: type[SQLModel]) -> Table:
+def table_of(model: type[SQLModel]) -> Table:
+    """The SQLAlchemy ``Table`` behind a table model (for Core queries on bulk paths)."""
     return SQLModel.metadata.tables[str(model.__tablename__)]
 
 
-def _insert(engine: Engine, table: Table) -> Any:
+def insert_or_skip(engine: Engine, table: Table) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for ``table`` on SQLite or PostgreSQL: the
+    idempotent write of every table keyed by content or id."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
 
@@ -222,11 +225,11 @@ def write_batch(
                 }
             )
         if trace_rows:
-            session.execute(_insert(engine, _table(TraceRow)), trace_rows)
-            session.execute(_insert(engine, _table(FeatureRow)), feature_rows)
+            session.execute(insert_or_skip(engine, table_of(TraceRow)), trace_rows)
+            session.execute(insert_or_skip(engine, table_of(FeatureRow)), feature_rows)
         new_quarantine = _new_quarantine_rows(session, quarantined, now)
         if new_quarantine:
-            session.execute(_insert(engine, _table(QuarantineRow)), new_quarantine)
+            session.execute(insert_or_skip(engine, table_of(QuarantineRow)), new_quarantine)
         session.commit()
     return BatchCounts(
         stored=len(trace_rows),
@@ -321,7 +324,7 @@ def add_labels(
                 }
             )
         if rows:
-            session.execute(_insert(engine, _table(LabelRow)), rows)
+            session.execute(insert_or_skip(engine, table_of(LabelRow)), rows)
         session.commit()
     return len(rows), len(labels) - len(rows) - len(unknown), unknown
 
@@ -334,7 +337,7 @@ def load_scores(engine: Engine, *, feature_set: str, names: Sequence[str]) -> pd
     labeler has spoken; ``LABELER_PRIORITY`` decides between labelers).
     """
     with Session(engine) as session:
-        traces, features = _table(TraceRow), _table(FeatureRow)
+        traces, features = table_of(TraceRow), table_of(FeatureRow)
         rows = session.execute(
             sa_select(
                 traces.c.id,
@@ -410,7 +413,7 @@ def iter_unlabelled(
     engine: Engine, *, labeler: str, batch_size: int = 1000
 ) -> Iterator[list[tuple[str, dict[str, Any], str, str | None]]]:
     """Batches of ``(trace_id, metadata, response_text, finish_reason)`` that ``labeler`` lacks."""
-    traces, labels = _table(TraceRow), _table(LabelRow)
+    traces, labels = table_of(TraceRow), table_of(LabelRow)
     done = (
         sa_select(labels.c.trace_id)
         .where(labels.c.labeler == labeler, labels.c.trace_id == traces.c.id)
@@ -429,7 +432,7 @@ def iter_unlabelled(
 
 def label_counts(engine: Engine, *, labeler: str, key: str) -> dict[str, dict[str, int]]:
     """Per value of metadata ``key``: how many traces ``labeler`` labelled, how many correct."""
-    traces, labels = _table(TraceRow), _table(LabelRow)
+    traces, labels = table_of(TraceRow), table_of(LabelRow)
     with Session(engine) as session:
         rows = session.execute(
             sa_select(traces.c.metadata, labels.c.correct)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,3 +81,14 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
     finally:
         stopped = _run(env, "stop", timeout_s=60)
         assert stopped.returncode == 0, stopped.stderr
+
+
+@pytest.fixture
+def http(label_studio: LabelStudioServer) -> Iterator[httpx.Client]:
+    """Plain HTTP to the server with the admin's legacy token, as the web UI's calls go."""
+    with httpx.Client(
+        base_url=label_studio.url,
+        headers={"Authorization": f"Token {label_studio.token}"},
+        timeout=30,
+    ) as client:
+        yield client

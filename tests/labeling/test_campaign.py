@@ -21,6 +21,7 @@ from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION
 from sentinel_core.ingest import ingest_records
 from sentinel_core.slices import estimate_slices
 from sentinel_core.store import LabelRow, load_scores, slice_values
+from tests.labeling.planning import plan_stored
 
 SENTINEL = str(Path(sys.executable).with_name("sentinel"))
 
@@ -34,27 +35,17 @@ def corpus(engine: Engine) -> dict[str, int]:
 
 
 def plan_exact(engine: Engine, *, budget: float, cid: str = "c", max_slices: int = 3) -> str:
-    frame = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
-    keys = slice_values(frame["metadata"], "benchmark")
-    # A stand-in P(correct) from one entropy statistic; the CLI uses the champion.
-    p = 1.0 / (1.0 + frame["H_mean"].to_numpy())
-    estimates = estimate_slices(p, keys, n_boot=200)
-    cid, _ = plan_campaign(
+    return plan_stored(
         engine,
-        estimates=estimates,
-        trace_ids=frame["trace_id"].to_numpy(),
-        slices=keys,
-        p_correct=p,
-        by="benchmark",
+        cid,
         labeler="exact",
         budget=budget,
         unit="labels",
         cost_per_label=0.0,
-        campaign_id=cid,
         max_slices=max_slices,
         min_per_slice=5,
-    )
-    return cid
+        p_from_entropy=True,
+    )[0]
 
 
 def test_an_exact_campaign_labels_its_plan_with_the_verifiers_verdicts(
@@ -151,21 +142,13 @@ class PricedLabeler:
 
 
 def plan_usd(engine: Engine, cid: str, budget: float) -> None:
-    frame = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
-    keys = slice_values(frame["metadata"], "benchmark")
-    p = np.full(len(frame), 0.5)
-    plan_campaign(
+    plan_stored(
         engine,
-        estimates=estimate_slices(p, keys, n_boot=200),
-        trace_ids=frame["trace_id"].to_numpy(),
-        slices=keys,
-        p_correct=p,
-        by="benchmark",
+        cid,
         labeler="judge",
         budget=budget,
         unit="usd",
         cost_per_label=0.01,
-        campaign_id=cid,
         max_slices=2,
         min_per_slice=5,
     )

@@ -18,21 +18,19 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from labeling.campaign import plan_campaign, run_campaign
+from labeling.campaign import run_campaign
 from labeling.judge import JudgeLabeler
 from labeling.retries import with_retries
 from sentinel_core import ledger
 from sentinel_core.corpus import iter_sample_records
-from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION
 from sentinel_core.ingest import ingest_records
-from sentinel_core.slices import estimate_slices
-from sentinel_core.store import LabelRow, load_scores, slice_values
+from sentinel_core.store import LabelRow
 from tests.labeling.judge_server import JudgeServer, Step, running_judge_server
+from tests.labeling.planning import plan_stored
 
 SENTINEL = str(Path(sys.executable).with_name("sentinel"))
 NO_WAIT = partial(with_retries, sleep=lambda _s: None)
@@ -69,21 +67,13 @@ def judge(url: str, *, timeout_s: float = 2.0) -> JudgeLabeler:
 
 
 def plan(engine: Engine, cid: str, *, budget: float, n_items: int = 12, n_slices: int = 2) -> None:
-    frame = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
-    keys = slice_values(frame["metadata"], "benchmark")
-    p = np.full(len(frame), 0.5)
-    plan_campaign(
+    plan_stored(
         engine,
-        estimates=estimate_slices(p, keys, n_boot=200),
-        trace_ids=frame["trace_id"].to_numpy(),
-        slices=keys,
-        p_correct=p,
-        by="benchmark",
+        cid,
         labeler="judge",
         budget=budget,
         unit="usd",
         cost_per_label=budget / n_items,
-        campaign_id=cid,
         max_slices=n_slices,
         min_per_slice=n_items // n_slices,
     )

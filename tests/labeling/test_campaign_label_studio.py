@@ -16,7 +16,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +39,6 @@ pytestmark = pytest.mark.services
 
 SENTINEL = str(Path(sys.executable).with_name("sentinel"))
 PRICE = 0.4
-
-
-@pytest.fixture
-def http(label_studio: LabelStudioServer) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=label_studio.url,
-        headers={"Authorization": f"Token {label_studio.token}"},
-        timeout=30,
-    ) as client:
-        yield client
 
 
 def project_tasks(http: httpx.Client, title: str) -> list[dict[str, Any]]:

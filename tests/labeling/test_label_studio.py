@@ -49,17 +49,6 @@ def labeler(label_studio: LabelStudioServer, project_title: str) -> Iterator[Lab
 
 
 @pytest.fixture
-def http(label_studio: LabelStudioServer) -> Iterator[httpx.Client]:
-    """Plain HTTP to the server with the admin's legacy token, as the web UI's calls go."""
-    with httpx.Client(
-        base_url=label_studio.url,
-        headers={"Authorization": f"Token {label_studio.token}"},
-        timeout=30,
-    ) as client:
-        yield client
-
-
-@pytest.fixture
 def sdk(label_studio: LabelStudioServer) -> Iterator[LabelStudioBase]:
     with httpx.Client(timeout=30) as client:
         yield LabelStudioBase(

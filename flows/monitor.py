@@ -7,9 +7,12 @@ say); read the previous successful run and its watermark; pull the ids of the tr
 ingested after it; featurise the chunks that lack the champion's feature set (ingest
 already featurised them, so this is usually a no-op) and score them, chunk by chunk, on
 the flow's task runner (threads, or Dask from the ``nightly`` flow); estimate every
-slice with its interval (PPI where labelled); compare with the previous run; emit one
-Prefect event per alert; log an MLflow run tagged with the flow run id; and only then
-store the run with its new watermark, so a run that fails anywhere is redone whole.
+slice with its interval (PPI where labelled; a slice without labels in the new
+traffic is corrected by the residual of its recent labelled traces, bought on earlier
+nights, when it has enough of them: ``Settings.rectify_window``); compare with the
+previous run; emit one Prefect event per alert; log an MLflow run tagged with the flow
+run id; and only then store the run with its new watermark, so a run that fails
+anywhere is redone whole.
 """
 
 from __future__ import annotations
@@ -26,10 +29,18 @@ from sentinel_core.settings import Settings
 from tasks.alerts import compare_estimates, emit_alert
 from tasks.estimate import estimate_slices, score_chunk
 from tasks.models import describe_champion
-from tasks.store import featurise_chunk, pull_trace_ids, read_previous_run, record_monitor_run
+from tasks.store import (
+    featurise_chunk,
+    pull_recent_labelled,
+    pull_trace_ids,
+    read_previous_run,
+    record_monitor_run,
+)
 from tasks.tracking import log_monitor_run
 
 THREADS = Settings.model_fields["thread_workers"].default
+#: Most recent labelled traces read to correct the slices (rectify_window counts per slice).
+RECENT_LABELS_LIMIT = 20_000
 
 
 # A bounded pool when the monitor runs alone (its deployment); nightly picks the runner
@@ -77,7 +88,15 @@ def monitor(
         unmapped(by),
         wait_for=[featurised],
     ).result()
-    slices = estimate_slices(settings, scored, champion["calibration_error"])
+    # The slices' recent labels (bought on earlier traffic) correct the label-free
+    # estimates of the new traffic; scored by the same champion.
+    recent = None
+    if after is not None and settings.rectify_window > 0:
+        recent_ids = pull_recent_labelled(settings.store_url, after, RECENT_LABELS_LIMIT)
+        if recent_ids:
+            featurise_chunk(settings.store_url, recent_ids, champion["feature_set"])
+            recent = score_chunk(settings, champion["version"], recent_ids, by)
+    slices = estimate_slices(settings, scored, champion["calibration_error"], recent)
     alerts = compare_estimates(
         [] if previous is None else previous["slices"], slices, settings.drift_min_drop
     )

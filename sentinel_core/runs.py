@@ -47,6 +47,7 @@ __all__ = [
     "last_run",
     "load_rows",
     "new_trace_ids",
+    "recent_labelled_ids",
     "record_run",
 ]
 
@@ -180,6 +181,27 @@ def new_trace_ids(
             sa_select(traces.c.ingested_at).where(traces.c.id == ids[-1])
         ).scalar_one()
     return ids, Watermark(last, ids[-1])
+
+
+def recent_labelled_ids(engine: Engine, *, before: Watermark, limit: int) -> list[str]:
+    """Ids of labelled traces at or before ``before`` in ``(ingested_at, id)`` order, the
+    most recent first, at most ``limit``."""
+    traces, labels = table_of(TraceRow), table_of(LabelRow)
+    labelled = sa_select(labels.c.trace_id).where(labels.c.trace_id == traces.c.id).exists()
+    query = (
+        sa_select(traces.c.id)
+        .where(
+            labelled,
+            or_(
+                traces.c.ingested_at < before.ingested_at,
+                and_(traces.c.ingested_at == before.ingested_at, traces.c.id <= before.trace_id),
+            ),
+        )
+        .order_by(traces.c.ingested_at.desc(), traces.c.id.desc())
+        .limit(limit)
+    )
+    with Session(engine) as session:
+        return list(session.execute(query).scalars())
 
 
 def load_rows(

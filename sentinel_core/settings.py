@@ -127,6 +127,19 @@ class Settings(BaseSettings):
         description="Traces per featurise/score task of a monitor run (the unit of parallel "
         "work; memory is bounded by featurising 500 traces at a time, not by this).",
     )
+    rectify_window: int = Field(
+        default=30,
+        ge=0,
+        le=100_000,
+        description="Recent labelled responses per slice whose residual corrects the slice's "
+        "label-free estimate on new traffic (0: off).",
+    )
+    rectify_min_labels: int = Field(
+        default=10,
+        ge=2,
+        le=100_000,
+        description="Fewest recent labelled responses that correct a slice's estimate.",
+    )
     drift_min_drop: float = Field(
         default=0.0,
         ge=0.0,

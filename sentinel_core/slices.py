@@ -11,6 +11,11 @@ corrects the estimate by the mean residual ``y - P`` on the labelled responses. 
 interval stays valid when the estimator is miscalibrated and shrinks as the
 estimator improves.
 
+A slice of new, unlabelled traffic can borrow the residual from its own recent
+labelled responses (:func:`rectify_with_recent_labels`, method ``"ppi_recent"``): the
+same PPI estimate with the labelled responses taken from the slice's recent past
+instead of the new traffic, valid as long as the slice has not changed since.
+
 Every result is a :class:`SliceEstimate`; a slice with fewer than ``min_n`` responses
 is still reported, flagged ``too_few``.
 """
@@ -32,6 +37,7 @@ __all__ = [
     "estimate_slices_with_labels",
     "ppi_mean_interval",
     "ppi_slice_interval",
+    "rectify_with_recent_labels",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -52,11 +58,13 @@ class SliceEstimate:
         accuracy: point estimate in [0, 1].
         low, high: interval bounds in [0, 1] at the requested confidence.
         method: ``"bootstrap"`` (label-free), ``"ppi"`` (prediction-powered, some
-            labels) or ``"wilson"`` (every response labelled).
+            labels), ``"wilson"`` (every response labelled) or ``"ppi_recent"``
+            (prediction-powered with the slice's recent labelled responses).
         too_few: ``n`` is below the ``min_n`` asked for; the estimate is reported but
             should not drive decisions on its own.
         n_labelled: labelled responses in the slice (a ``"bootstrap"`` estimate, used
-            below two labels, does not use its single label).
+            below two labels, does not use its single label); for ``"ppi_recent"``
+            the recent labelled responses used.
     """
 
     slice: str
@@ -393,3 +401,80 @@ def estimate_slices_with_labels(
             )
         )
     return sorted(results, key=lambda e: (e.accuracy, e.slice))
+
+
+def rectify_with_recent_labels(
+    estimates: list[SliceEstimate],
+    probs: npt.ArrayLike,
+    slice_keys: npt.ArrayLike,
+    recent_probs: npt.ArrayLike,
+    recent_keys: npt.ArrayLike,
+    recent_labels: npt.ArrayLike,
+    *,
+    window: int = 30,
+    min_labels: int = 10,
+    confidence: float = 0.9,
+) -> list[SliceEstimate]:
+    """Label-free slice estimates corrected by each slice's recent labelled residual.
+
+    For every ``"bootstrap"`` estimate in ``estimates`` (a slice of new traffic without
+    labels of its own) whose slice has at least ``min_labels`` among its last
+    ``window`` recent labelled responses, the estimate becomes
+    :func:`ppi_mean_interval` of the slice's new ``P(correct)`` against those labelled
+    responses (method ``"ppi_recent"``): the new traffic's mean prediction plus the
+    estimator's mean residual ``y - P`` on the slice's recent labels. This is METHOD
+    §6's PPI with the labelled sample drawn from the slice's recent past, so it
+    assumes the slice has not changed since; right after a change the old residual
+    misleads until new labels replace it, which is why only the last ``window``
+    count. Other estimates are returned unchanged; the order is lowest first.
+
+    Args:
+        estimates: the new traffic's estimates (:func:`estimate_slices_with_labels`).
+        probs, slice_keys: ``P(correct)`` and slice key of the new traffic, ``(n,)``.
+        recent_probs, recent_keys, recent_labels: the recent labelled responses,
+            most recent first, scored by the same estimator, labels in [0, 1].
+        window: recent labelled responses per slice that may count (most recent first).
+        min_labels: fewest recent labels that rectify a slice (at least 2).
+        confidence: interval coverage, in (0, 1).
+    """
+    if window < 1 or min_labels < 2 or min_labels > window:
+        raise InvalidInputError(
+            f"expected 2 <= min_labels <= window, got min_labels={min_labels}, window={window}"
+        )
+    p = _as_vector("probs", probs)
+    names, inverse = _group(slice_keys, p.size)
+    rp = _as_vector("recent_probs", recent_probs)
+    ry = _as_vector("recent_labels", recent_labels)
+    if ry.shape != rp.shape:
+        raise InvalidInputError(
+            f"recent_probs and recent_labels must be the same length, got {rp.size} and {ry.size}"
+        )
+    recent_names, recent_inverse = _group(recent_keys, rp.size)
+    position = {name: i for i, name in enumerate(recent_names)}
+    slices = {name: inverse == i for i, name in enumerate(names)}
+    out: list[SliceEstimate] = []
+    for e in estimates:
+        j = position.get(e.slice)
+        if e.method != "bootstrap" or j is None or e.slice not in slices:
+            out.append(e)
+            continue
+        mine = np.flatnonzero(recent_inverse == j)[:window]
+        if mine.size < min_labels:
+            out.append(e)
+            continue
+        estimate, low, high = ppi_mean_interval(
+            p[slices[e.slice]], rp[mine], ry[mine], confidence=confidence
+        )
+        out.append(
+            SliceEstimate(
+                slice=e.slice,
+                n=e.n,
+                accuracy=estimate,
+                low=low,
+                high=high,
+                method="ppi_recent",
+                too_few=e.too_few,
+                n_labelled=int(mine.size),
+            )
+        )
+    return sorted(out, key=lambda x: (x.accuracy, x.slice))

@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 
 from sentinel_core.runs import load_rows
 from sentinel_core.settings import Settings
-from sentinel_core.slices import estimate_slices_with_labels
+from sentinel_core.slices import estimate_slices_with_labels, rectify_with_recent_labels
 from tasks.registry import ServedModel, load_version
 from tasks.store import engine_for
 
@@ -75,9 +75,17 @@ def score_chunk(settings: Settings, version: str, trace_ids: list[str], by: str)
 
 @task(cache_policy=NO_CACHE)
 def estimate_slices(
-    settings: Settings, scored: list[Scored], calibration_error: float
+    settings: Settings,
+    scored: list[Scored],
+    calibration_error: float,
+    recent: Scored | None = None,
 ) -> list[dict[str, Any]]:
-    """Every slice's estimate with its interval (PPI where labelled), lowest first."""
+    """Every slice's estimate with its interval, lowest first.
+
+    PPI where the new traffic has labels; otherwise the label-free bootstrap, corrected
+    by the slice's recent labelled residual (``recent``, most recent first) where the
+    settings' ``rectify_window`` holds at least ``rectify_min_labels`` of them.
+    """
     every = Scored.concat(scored)
     estimates = estimate_slices_with_labels(
         every.p,
@@ -89,4 +97,16 @@ def estimate_slices(
         min_n=settings.min_slice_n,
         seed=settings.seed,
     )
+    if recent is not None and recent.p.size and settings.rectify_window >= 2:
+        estimates = rectify_with_recent_labels(
+            estimates,
+            every.p,
+            every.slice,
+            recent.p,
+            recent.slice,
+            recent.label,
+            window=settings.rectify_window,
+            min_labels=min(settings.rectify_min_labels, settings.rectify_window),
+            confidence=settings.confidence,
+        )
     return [e.to_dict() for e in estimates]

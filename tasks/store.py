@@ -26,6 +26,7 @@ from sentinel_core.runs import (
     featurise_missing,
     last_run,
     new_trace_ids,
+    recent_labelled_ids,
     record_run,
 )
 from sentinel_core.store import open_store
@@ -56,6 +57,12 @@ def pull_trace_ids(
 ) -> tuple[list[str], Watermark | None]:
     """Ids of traces ingested after the watermark, oldest first, and the next watermark."""
     return new_trace_ids(engine_for(store_url), after=after, limit=limit)
+
+
+@task(**STORE_RETRIES)
+def pull_recent_labelled(store_url: str, before: Watermark, limit: int) -> list[str]:
+    """Ids of the labelled traces up to the previous watermark, most recent first."""
+    return recent_labelled_ids(engine_for(store_url), before=before, limit=limit)
 
 
 @task(**STORE_RETRIES)

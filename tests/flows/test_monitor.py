@@ -118,3 +118,38 @@ def test_a_slice_whose_traffic_turns_hard_raises_an_alert_and_an_event(
     assert len(report["events"]) == 1
     assert any(line.startswith(f"ALERT {easiest}") for line in report["report"])
     assert _run(env).alerts == report["alerts"]
+
+
+def test_new_traffic_borrows_each_slices_recent_labels(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENTINEL_RECTIFY_MIN_LABELS", "5")
+    dev, collected = corpus_records()[:134], corpus_records()[134:]
+    seed_store(env.db_url, dev, source="labelled")
+    monitor(**env.kwargs())
+    engine = open_store(env.db_url)
+    from sentinel_core.ingest import ingest_records
+
+    ingest_records(engine, (r for r, _ in collected), source="new")  # no labels
+    engine.dispose()
+    report = monitor(**env.kwargs())
+    assert report["n_traces"] == len(collected)
+    per_benchmark = pd.Series([r["metadata"]["benchmark"] for r, _ in dev]).value_counts()
+    for s in report["slices"]:
+        assert s["method"] == "ppi_recent", s
+        assert s["n_labelled"] == min(30, per_benchmark[s["slice"]])
+        assert s["low"] <= s["accuracy"] <= s["high"]
+
+
+def test_rectifying_can_be_switched_off(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENTINEL_RECTIFY_WINDOW", "0")
+    dev, collected = corpus_records()[:134], corpus_records()[134:]
+    seed_store(env.db_url, dev, source="labelled")
+    monitor(**env.kwargs())
+    engine = open_store(env.db_url)
+    from sentinel_core.ingest import ingest_records
+
+    ingest_records(engine, (r for r, _ in collected), source="new")
+    engine.dispose()
+    report = monitor(**env.kwargs())
+    assert {s["method"] for s in report["slices"]} == {"bootstrap"}

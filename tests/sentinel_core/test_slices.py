@@ -24,6 +24,7 @@ from sentinel_core.slices import (
     estimate_slices_with_labels,
     ppi_mean_interval,
     ppi_slice_interval,
+    rectify_with_recent_labels,
 )
 
 
@@ -261,3 +262,73 @@ def test_bootstrap_interval_covers_the_expected_mean_of_a_calibrated_predictor()
     truth = dict(zip([f"s{i:03d}" for i in range(400)], m, strict=True))
     covered = np.mean([e.low <= truth[e.slice] <= e.high for e in results])
     assert 0.85 <= covered <= 0.95
+
+
+def _biased_slice(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions near 0.7 for responses that are right 30% of the time."""
+    return np.clip(rng.normal(0.7, 0.1, n), 0, 1), (rng.random(n) < 0.3).astype(float)
+
+
+def test_recent_labels_correct_a_biased_label_free_estimate() -> None:
+    rng = np.random.default_rng(4)
+    p_new, _ = _biased_slice(rng, 200)
+    p_old, y_old = _biased_slice(rng, 40)
+    keys = np.array(["a"] * 200)
+    label_free = estimate_slices(p_new, keys, n_boot=300)
+    assert label_free[0].accuracy == pytest.approx(0.7, abs=0.03)
+    (fixed,) = rectify_with_recent_labels(
+        label_free, p_new, keys, p_old, np.array(["a"] * 40), y_old, window=30, min_labels=10
+    )
+    assert fixed.method == "ppi_recent"
+    assert fixed.n_labelled == 30  # only the window counts
+    assert fixed.n == 200
+    expected, low, high = ppi_mean_interval(p_new, p_old[:30], y_old[:30])
+    assert (fixed.accuracy, fixed.low, fixed.high) == (expected, low, high)
+    assert fixed.low <= 0.3 <= fixed.high
+    assert fixed.high < label_free[0].low  # the bias is gone, not just widened
+
+
+def test_only_unlabelled_slices_with_enough_recent_labels_are_rectified() -> None:
+    rng = np.random.default_rng(5)
+    p = rng.random(90)
+    keys = np.repeat(["few", "labelled", "plenty"], 30)
+    labels = np.full(90, np.nan)
+    labels[30:35] = 1.0  # "labelled" has labels of its own: PPI on them, untouched here
+    estimates = estimate_slices_with_labels(p, keys, labels, n_boot=200)
+    recent_keys = np.array(["few"] * 9 + ["labelled"] * 20 + ["plenty"] * 12 + ["gone"] * 12)
+    recent_p = rng.random(recent_keys.size)
+    recent_y = (rng.random(recent_keys.size) < 0.5).astype(float)
+    fixed = {
+        e.slice: e
+        for e in rectify_with_recent_labels(
+            estimates, p, keys, recent_p, recent_keys, recent_y, window=30, min_labels=10
+        )
+    }
+    before = {e.slice: e for e in estimates}
+    assert fixed["few"] == before["few"]  # 9 < min_labels
+    assert fixed["labelled"] == before["labelled"]
+    assert fixed["plenty"].method == "ppi_recent"
+    assert fixed["plenty"].n_labelled == 12
+    assert set(fixed) == {"few", "labelled", "plenty"}  # no slice made up from old labels
+
+
+def test_the_most_recent_labels_count_first() -> None:
+    p_new = np.full(50, 0.5)
+    keys = np.array(["s"] * 50)
+    estimates = estimate_slices(p_new, keys, n_boot=100)
+    # Most recent first: 10 wrong answers the model rated 0.5, then 40 older right ones.
+    recent_p = np.full(50, 0.5)
+    recent_y = np.r_[np.zeros(10), np.ones(40)]
+    (fixed,) = rectify_with_recent_labels(
+        estimates, p_new, keys, recent_p, np.array(["s"] * 50), recent_y, window=10, min_labels=5
+    )
+    assert fixed.accuracy == 0.0
+
+
+@pytest.mark.parametrize(("window", "min_labels"), [(0, 2), (10, 1), (5, 6)])
+def test_rectifying_rejects_an_impossible_window(window: int, min_labels: int) -> None:
+    with pytest.raises(InvalidInputError, match="min_labels"):
+        rectify_with_recent_labels(
+            [], [0.5], ["s"], [0.5, 0.5], ["s", "s"], [1.0, 0.0],
+            window=window, min_labels=min_labels,
+        )  # fmt: skip

@@ -134,6 +134,13 @@ class Settings(BaseSettings):
         description="Recent labelled responses per slice whose residual corrects the slice's "
         "label-free estimate on new traffic (0: off).",
     )
+    rectify_gate: float = Field(
+        default=0.95,
+        ge=0.0,
+        lt=1.0,
+        description="Confidence at which a slice's recent mean residual must differ from "
+        "zero before it corrects the estimate (0: every slice with enough labels).",
+    )
     rectify_min_labels: int = Field(
         default=10,
         ge=2,

@@ -414,6 +414,7 @@ def rectify_with_recent_labels(
     window: int = 30,
     min_labels: int = 10,
     confidence: float = 0.9,
+    gate: float | None = 0.95,
 ) -> list[SliceEstimate]:
     """Label-free slice estimates corrected by each slice's recent labelled residual.
 
@@ -428,6 +429,13 @@ def rectify_with_recent_labels(
     misleads until new labels replace it, which is why only the last ``window``
     count. Other estimates are returned unchanged; the order is lowest first.
 
+    With ``gate`` (a confidence level), a slice is corrected only when its mean
+    residual is distinguishable from zero: ``|mean(y - P)| > z_gate * sd / sqrt(k)``
+    over its ``k`` recent labels (``ddof=1``). A slice the estimator already gets right
+    keeps its label-free estimate instead of taking on the noise of a few labels; a
+    slice whose labels say the estimator is off (a change it cannot see) is corrected
+    as soon as they say so clearly.
+
     Args:
         estimates: the new traffic's estimates (:func:`estimate_slices_with_labels`).
         probs, slice_keys: ``P(correct)`` and slice key of the new traffic, ``(n,)``.
@@ -436,7 +444,10 @@ def rectify_with_recent_labels(
         window: recent labelled responses per slice that may count (most recent first).
         min_labels: fewest recent labels that rectify a slice (at least 2).
         confidence: interval coverage, in (0, 1).
+        gate: confidence level in (0, 1) at which the mean residual must differ from
+            zero for the slice to be corrected; ``None`` corrects every eligible slice.
     """
+    z_gate = None if gate is None else _check_confidence(gate)
     if window < 1 or min_labels < 2 or min_labels > window:
         raise InvalidInputError(
             f"expected 2 <= min_labels <= window, got min_labels={min_labels}, window={window}"
@@ -460,6 +471,12 @@ def rectify_with_recent_labels(
             continue
         mine = np.flatnonzero(recent_inverse == j)[:window]
         if mine.size < min_labels:
+            out.append(e)
+            continue
+        residual = ry[mine] - rp[mine]
+        if z_gate is not None and abs(residual.mean()) <= z_gate * np.std(
+            residual, ddof=1
+        ) / np.sqrt(mine.size):
             out.append(e)
             continue
         estimate, low, high = ppi_mean_interval(

@@ -84,7 +84,8 @@ def estimate_slices(
 
     PPI where the new traffic has labels; otherwise the label-free bootstrap, corrected
     by the slice's recent labelled residual (``recent``, most recent first) where the
-    settings' ``rectify_window`` holds at least ``rectify_min_labels`` of them.
+    settings' ``rectify_window`` holds at least ``rectify_min_labels`` of them and the
+    residual differs from zero at ``rectify_gate``.
     """
     every = Scored.concat(scored)
     estimates = estimate_slices_with_labels(
@@ -108,5 +109,6 @@ def estimate_slices(
             window=settings.rectify_window,
             min_labels=min(settings.rectify_min_labels, settings.rectify_window),
             confidence=settings.confidence,
+            gate=settings.rectify_gate or None,
         )
     return [e.to_dict() for e in estimates]

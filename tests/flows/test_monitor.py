@@ -124,6 +124,7 @@ def test_new_traffic_borrows_each_slices_recent_labels(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SENTINEL_RECTIFY_MIN_LABELS", "5")
+    monkeypatch.setenv("SENTINEL_RECTIFY_GATE", "0")  # every slice, biased or not
     dev, collected = corpus_records()[:134], corpus_records()[134:]
     seed_store(env.db_url, dev, source="labelled")
     monitor(**env.kwargs())

@@ -301,7 +301,15 @@ def test_only_unlabelled_slices_with_enough_recent_labels_are_rectified() -> Non
     fixed = {
         e.slice: e
         for e in rectify_with_recent_labels(
-            estimates, p, keys, recent_p, recent_keys, recent_y, window=30, min_labels=10
+            estimates,
+            p,
+            keys,
+            recent_p,
+            recent_keys,
+            recent_y,
+            window=30,
+            min_labels=10,
+            gate=None,
         )
     }
     before = {e.slice: e for e in estimates}
@@ -323,6 +331,45 @@ def test_the_most_recent_labels_count_first() -> None:
         estimates, p_new, keys, recent_p, np.array(["s"] * 50), recent_y, window=10, min_labels=5
     )
     assert fixed.accuracy == 0.0
+
+
+def test_the_gate_keeps_a_slice_the_estimator_gets_right_label_free() -> None:
+    rng = np.random.default_rng(6)
+    p_new = rng.uniform(0.2, 0.8, 100)
+    keys = np.array(["s"] * 100)
+    estimates = estimate_slices(p_new, keys, n_boot=100)
+    # Labels drawn from the predictions themselves: the residual is noise around zero.
+    recent_p = rng.uniform(0.2, 0.8, 30)
+    recent_y = (rng.random(30) < recent_p).astype(float)
+    residual = recent_y - recent_p
+    assert abs(residual.mean()) < 1.96 * residual.std(ddof=1) / np.sqrt(30)
+    (gated,) = rectify_with_recent_labels(
+        estimates, p_new, keys, recent_p, np.array(["s"] * 30), recent_y, gate=0.95
+    )
+    assert gated == estimates[0]
+    (ungated,) = rectify_with_recent_labels(
+        estimates, p_new, keys, recent_p, np.array(["s"] * 30), recent_y, gate=None
+    )
+    assert ungated.method == "ppi_recent"
+    assert ungated.accuracy != estimates[0].accuracy
+
+
+def test_the_gate_lets_a_clear_bias_through() -> None:
+    rng = np.random.default_rng(7)
+    p_new, _ = _biased_slice(rng, 200)
+    p_old, y_old = _biased_slice(rng, 30)
+    keys = np.array(["a"] * 200)
+    label_free = estimate_slices(p_new, keys, n_boot=100)
+    (fixed,) = rectify_with_recent_labels(
+        label_free, p_new, keys, p_old, np.array(["a"] * 30), y_old, gate=0.95
+    )
+    assert fixed.method == "ppi_recent"
+    assert fixed.high < label_free[0].low  # moved off the biased 0.7
+
+
+def test_the_gate_level_is_checked() -> None:
+    with pytest.raises(InvalidInputError, match="confidence"):
+        rectify_with_recent_labels([], [0.5], ["s"], [0.5, 0.5], ["s", "s"], [1.0, 0.0], gate=1.0)
 
 
 @pytest.mark.parametrize(("window", "min_labels"), [(0, 2), (10, 1), (5, 6)])

@@ -76,3 +76,24 @@ def test_slices_are_estimated_over_every_chunk(served: tuple[Settings, str, list
     assert accuracies == sorted(accuracies)  # lowest first
     assert all(s["low"] <= s["accuracy"] <= s["high"] for s in slices)
     assert estimate_slices.fn(settings, [], 0.05) == []
+
+
+def test_recent_labels_correct_only_the_slices_they_disagree_with(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    p_new = np.r_[rng.uniform(0.6, 0.8, 100), rng.uniform(0.6, 0.8, 100)]
+    keys = np.repeat(["biased", "right"], 100)
+    new = Scored(p_new, keys, np.full(200, np.nan))
+    recent_p = rng.uniform(0.6, 0.8, 60)
+    recent_keys = np.repeat(["biased", "right"], 30)
+    # "biased": the estimator says 0.7, a fifth are right; "right": labels follow P.
+    recent_y = np.r_[rng.random(30) < 0.2, rng.random(30) < recent_p[30:]].astype(float)
+    recent = Scored(recent_p, recent_keys, recent_y)
+
+    def methods(**options: float) -> dict[str, str]:
+        settings = Settings(home=tmp_path, n_bootstrap=100, **options)
+        rows = estimate_slices.fn(settings, [new], 0.0, recent=recent)
+        return {row["slice"]: row["method"] for row in rows}
+
+    assert methods() == {"biased": "ppi_recent", "right": "bootstrap"}
+    assert methods(rectify_gate=0.0) == {"biased": "ppi_recent", "right": "ppi_recent"}
+    assert methods(rectify_window=0) == {"biased": "bootstrap", "right": "bootstrap"}

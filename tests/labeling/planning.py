@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import Engine
@@ -23,16 +23,22 @@ def plan_stored(
     cost_per_label: float,
     max_slices: int,
     min_per_slice: int,
-    p_from_entropy: bool = False,
+    p_correct: Literal["half", "entropy", "spread"] = "half",
 ) -> tuple[str, Any]:
     """Plan campaign ``cid`` over the stored traces by benchmark; ``plan_campaign``'s answer.
 
-    P(correct) is 0.5 everywhere, or with ``p_from_entropy`` a stand-in from one entropy
-    statistic, ``1 / (1 + H_mean)`` (the CLI uses the champion).
+    The P(correct) the plan sees (the CLI uses the champion's): ``"half"``, 0.5
+    everywhere; ``"entropy"``, a stand-in from one entropy statistic,
+    ``1 / (1 + H_mean)``; ``"spread"``, evenly spaced from 0.05 to 0.95 in stored order.
     """
     frame = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
     keys = slice_values(frame["metadata"], "benchmark")
-    p = 1.0 / (1.0 + frame["H_mean"].to_numpy()) if p_from_entropy else np.full(len(frame), 0.5)
+    if p_correct == "entropy":
+        p = 1.0 / (1.0 + frame["H_mean"].to_numpy())
+    elif p_correct == "spread":
+        p = np.linspace(0.05, 0.95, len(frame))
+    else:
+        p = np.full(len(frame), 0.5)
     return plan_campaign(
         engine,
         estimates=estimate_slices(p, keys, n_boot=200),

@@ -44,7 +44,7 @@ def plan_exact(engine: Engine, *, budget: float, cid: str = "c", max_slices: int
         cost_per_label=0.0,
         max_slices=max_slices,
         min_per_slice=5,
-        p_from_entropy=True,
+        p_correct="entropy",
     )[0]
 
 

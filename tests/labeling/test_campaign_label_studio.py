@@ -20,20 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from labeling.campaign import plan_campaign
 from labeling.label_studio import CHOICE_NAME
 from sentinel_core import ledger
 from sentinel_core.corpus import iter_sample_records
-from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION
 from sentinel_core.ingest import ingest_records
-from sentinel_core.slices import estimate_slices
-from sentinel_core.store import LabelRow, load_scores, slice_values
+from sentinel_core.store import LabelRow
 from tests.labeling.conftest import LabelStudioServer
+from tests.labeling.planning import plan_stored
 
 pytestmark = pytest.mark.services
 
@@ -73,23 +70,16 @@ def test_a_killed_label_studio_campaign_never_duplicates_a_task_and_pays_each_la
     ingest_records(
         engine, (r for r, _ in iter_sample_records("corpus-dev")), source="dev", keep_prompt=True
     )
-    frame = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
-    keys = slice_values(frame["metadata"], "benchmark")
-    p = np.linspace(0.05, 0.95, len(frame))
-    plan_campaign(
+    plan_stored(
         engine,
-        estimates=estimate_slices(p, keys, n_boot=200),
-        trace_ids=frame["trace_id"].to_numpy(),
-        slices=keys,
-        p_correct=p,
-        by="benchmark",
+        "humans",
         labeler="label-studio",
         budget=8 * PRICE,
         unit="usd",
         cost_per_label=PRICE,
-        campaign_id="humans",
         max_slices=2,
         min_per_slice=4,
+        p_correct="spread",
     )
     title = f"sentinel-campaign-{uuid.uuid4().hex[:8]}"
     env = {

@@ -186,3 +186,22 @@ def test_sentinel_nightly_runs_the_whole_loop_on_the_embedded_defaults(tmp_path:
     assert "seeded" not in again.stdout
     assert "monitor: 0 new traces" in again.stdout
     assert "labelled 0, spent 12.0 labels" in again.stdout
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "120"), ("45", "45")])
+def test_the_ephemeral_server_gets_time_to_start_unless_told_otherwise(
+    given: str | None, expected: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    if given is not None:
+        env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = given
+    code = (
+        "import flows.cli\n"
+        "from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as s\n"
+        "print(s.value())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == expected

@@ -34,11 +34,15 @@ def task_runner(settings: Settings) -> Any:
 
     ``"thread"``: Prefect's thread pool in the flow's process, ``thread_workers`` threads
     (Prefect's own default is unbounded, and every chunk in flight holds its rows).
-    ``"dask"``: ``prefect_dask.DaskTaskRunner`` on a local cluster of ``dask_workers``
-    processes, one thread each (the estimator limits BLAS to one thread anyway).
+    ``"dask"``: ``prefect_dask.DaskTaskRunner`` on the running cluster at
+    ``dask_address``, or else on a local cluster of ``dask_workers`` processes, one
+    thread each (the estimator limits BLAS to one thread anyway).
     """
     if settings.task_runner == "dask":
         from prefect_dask import DaskTaskRunner
+
+        if settings.dask_address:
+            return DaskTaskRunner(address=settings.dask_address)
 
         return DaskTaskRunner(
             cluster_kwargs={

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     dask_workers: int = Field(
         default=2, ge=1, le=256, description="Dask worker processes when task_runner is dask."
     )
+    dask_address: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Scheduler of a running Dask cluster (tcp://host:8786) that takes the "
+        "work when task_runner is dask; unset: a local cluster of dask_workers processes. "
+        "Its workers need this project installed and the store reachable.",
+    )
     thread_workers: int = Field(
         default=2,
         ge=1,

@@ -71,3 +71,26 @@ def test_the_dask_task_runner_gives_the_same_estimates_as_threads(
     dask = nightly(**dask_env.kwargs(), acquire=False, retrain_after=False)["monitor"]
     assert dask["n_traces"] == threads["n_traces"] == len(corpus_records())
     assert dask["slices"] == threads["slices"]
+
+
+def test_a_running_dask_cluster_takes_the_work_when_given_its_address(
+    corpus_env: Env, corpus_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distributed import LocalCluster
+
+    threads = nightly(**corpus_env.kwargs(), acquire=False, retrain_after=False)["monitor"]
+    home = tmp_path / "cluster-home"
+    home.mkdir()
+    shutil.copy(corpus_template, home / "sentinel.db")
+    env = Env(home, f"sqlite:///{home / 'sentinel.db'}", f"sqlite:///{home / 'mlflow.db'}")
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        before = cluster.scheduler.transition_counter
+        monkeypatch.setenv("SENTINEL_TASK_RUNNER", "dask")
+        monkeypatch.setenv("SENTINEL_DASK_ADDRESS", cluster.scheduler_address)
+        monkeypatch.setenv("SENTINEL_MONITOR_CHUNK_SIZE", "100")  # 3 chunks
+        remote = nightly(**env.kwargs(), acquire=False, retrain_after=False)["monitor"]
+        assert cluster.scheduler.transition_counter > before  # the cluster ran the tasks
+        assert len(cluster.workers) == 1  # no cluster of its own was started in there
+    assert remote["slices"] == threads["slices"]

@@ -38,7 +38,7 @@ def shoot(chromium: str, url: str, path: Path, *, height: int = 1100) -> None:
     subprocess.run(
         [
             chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            f"--window-size=1600,{height}", "--virtual-time-budget=25000",
+            f"--window-size=1920,{height}", "--virtual-time-budget=25000",
             f"--screenshot={path}", url,
         ],
         check=True, capture_output=True, timeout=180,

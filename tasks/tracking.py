@@ -267,7 +267,11 @@ def log_acquire_run(
     }
     _log(client, run_id, params, metrics)
     rows = [{"slice": name, **counts} for name, counts in run["per_slice"].items()]
-    client.log_text(run_id, pd.DataFrame(rows).to_csv(index=False), "labelled.csv")
+    table = pd.DataFrame(rows)
+    # What an ML lead reads first (MLflow's preview shows the leftmost columns).
+    first = [c for c in ("slice", "labelled", "correct", "spent") if c in table.columns]
+    table = table[first + [c for c in table.columns if c not in first]]
+    client.log_text(run_id, table.to_csv(index=False), "labelled.csv")
     client.log_dict(run_id, {"plan": plan, "run": run}, "campaign.json")
     client.set_terminated(run_id)
     return run_id

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from flows.nightly import nightly
@@ -36,7 +38,9 @@ def test_nightly_monitors_then_retrains_and_a_second_night_adds_no_version(
     assert len(corpus_env.client().search_model_versions(f"name='{MODEL}'")) == 1
 
 
-def test_the_acquire_step_labels_the_weakest_slices_once_per_night(corpus_env: Env) -> None:
+def test_the_acquire_step_labels_the_weakest_slices_once_per_night(
+    corpus_env: Env, tmp_path: Path
+) -> None:
     options = {"acquire": True, "labeler": "exact", "budget": 12, "key": "2026-11-01"}
     first = nightly(**corpus_env.kwargs(), **options, min_per_slice=4, retrain_after=False)
     acquired = first["acquire"]
@@ -50,6 +54,20 @@ def test_the_acquire_step_labels_the_weakest_slices_once_per_night(corpus_env: E
     assert logged.data.metrics["labelled"] == 12
     assert logged.data.metrics["budget_spent"] == 12
     assert logged.data.params["labeler"] == "exact"
+    table = pd.read_csv(
+        io.StringIO(
+            Path(
+                corpus_env.client().download_artifacts(
+                    logged.info.run_id, "labelled.csv", str(tmp_path)
+                )
+            ).read_text()
+        )
+    )
+    assert list(table.columns[:4]) == ["slice", "labelled", "correct", "spent"]
+    assert table["labelled"].sum() == 12
+    assert set(table.loc[table["labelled"] > 0, "slice"]) == {
+        s["slice"] for s in acquired["plan"]["slices"] if s["labels"] > 0
+    }
     # The same night again (a rerun after a crash, say): the campaign resumes, buys nothing.
     again = nightly(**corpus_env.kwargs(), **options, min_per_slice=4, retrain_after=False)
     assert again["acquire"]["plan"]["replanned"] is False

@@ -11,7 +11,7 @@ night's labels twice.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 from flows.settings import flow_settings
 from tasks.campaign import plan_labeling, run_labeling
 from tasks.models import describe_champion
+from tasks.store import pull_last_run_trace_ids
 from tasks.tracking import log_acquire_run
 
 
@@ -33,6 +34,7 @@ def acquire(
     max_slices: int = 3,
     min_per_slice: int = 5,
     wait_s: float = 0.0,
+    traffic: Literal["latest", "all"] = "latest",
     db_url: str | None = None,
     tracking_uri: str | None = None,
     home: str | None = None,
@@ -45,6 +47,11 @@ def acquire(
         budget, unit: the night's budget, in labels or usd.
         key: idempotency key of the night (default: the UTC date).
         wait_s: label-studio only: how long to poll for annotations.
+        traffic: which responses may be labelled: ``"latest"``, the traffic the last
+            monitor run of ``by`` covered (the traffic ``slices`` describe; every
+            stored trace before the first run), or ``"all"``, every stored trace.
+            Labels on the latest traffic are the ones that tell the next runs about
+            the slice as it is now (``Settings.rectify_window``).
     """
     settings = flow_settings(db_url=db_url, tracking_uri=tracking_uri, home=home)
     night = key or f"{datetime.now(UTC):%Y-%m-%d}"
@@ -55,6 +62,7 @@ def acquire(
             "expected a champion estimator to rank slices and score responses, got none: "
             "run the monitor or retrain flow first"
         )
+    candidates = pull_last_run_trace_ids(settings.store_url, by) if traffic == "latest" else None
     plan = plan_labeling(
         settings,
         campaign_id=campaign_id,
@@ -67,6 +75,7 @@ def acquire(
         unit=unit,
         max_slices=max_slices,
         min_per_slice=min_per_slice,
+        trace_ids=candidates,
     )
     report = run_labeling(settings, campaign_id=campaign_id, labeler=labeler, wait_s=wait_s)
     mlflow_run_id = log_acquire_run(

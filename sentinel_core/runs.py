@@ -117,6 +117,29 @@ def last_run(engine: Engine, *, slice_key: str) -> MonitorRun | None:
         ).first()
 
 
+def last_run_trace_ids(engine: Engine, *, slice_key: str) -> list[str] | None:
+    """Ids of the traces the latest run for ``slice_key`` covered, oldest first.
+
+    That is the traces after the previous run's watermark up to the latest run's own;
+    None before the first run.
+    """
+    with Session(engine) as session:
+        runs = session.exec(
+            select(MonitorRun)
+            .where(MonitorRun.slice_key == slice_key)
+            .order_by(col(MonitorRun.id).desc())
+            .limit(2)
+        ).all()
+    if not runs:
+        return None
+    until = runs[0].watermark()
+    if until is None:
+        return []
+    after = runs[1].watermark() if len(runs) > 1 else None
+    ids, _ = new_trace_ids(engine, after=after, until=until)
+    return ids
+
+
 def record_run(
     engine: Engine,
     *,
@@ -152,11 +175,16 @@ def record_run(
 
 
 def new_trace_ids(
-    engine: Engine, *, after: Watermark | None, limit: int | None = None
+    engine: Engine,
+    *,
+    after: Watermark | None,
+    limit: int | None = None,
+    until: Watermark | None = None,
 ) -> tuple[list[str], Watermark | None]:
     """Ids of the traces after ``after`` in ``(ingested_at, id)`` order, and the new watermark.
 
-    The watermark returned is the last trace's pair (``after`` itself when none is new).
+    With ``until``, only traces up to it (inclusive). The watermark returned is the last
+    trace's pair (``after`` itself when none is new).
     """
     if limit is not None and limit < 1:
         raise InvalidInputError(f"limit must be a positive integer or None, got {limit!r}")
@@ -169,6 +197,13 @@ def new_trace_ids(
             or_(
                 traces.c.ingested_at > after.ingested_at,
                 and_(traces.c.ingested_at == after.ingested_at, traces.c.id > after.trace_id),
+            )
+        )
+    if until is not None:
+        query = query.where(
+            or_(
+                traces.c.ingested_at < until.ingested_at,
+                and_(traces.c.ingested_at == until.ingested_at, traces.c.id <= until.trace_id),
             )
         )
     if limit is not None:

@@ -24,6 +24,7 @@ from sentinel_core import ledger
 from sentinel_core.drift import estimates_from_dicts
 from sentinel_core.errors import StoreError
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION
+from sentinel_core.runs import load_rows
 from sentinel_core.settings import Settings
 from sentinel_core.store import load_scores, slice_values
 from tasks.registry import load_version
@@ -44,8 +45,13 @@ def plan_labeling(
     unit: str,
     max_slices: int,
     min_per_slice: int,
+    trace_ids: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Plan a campaign on the weakest of ``slices`` (a monitor run's estimates), once per id."""
+    """Plan a campaign on the weakest of ``slices`` (a monitor run's estimates), once per id.
+
+    The candidates are ``trace_ids`` (e.g. the traffic the monitor run covered), or
+    every stored trace when None.
+    """
     engine = engine_for(settings.store_url)
     with contextlib.suppress(StoreError):
         state = ledger.load_campaign(engine, campaign_id)
@@ -56,13 +62,23 @@ def plan_labeling(
             f"expected the champion to use the store's feature set {FEATURE_SET_VERSION!r}, "
             f"got {served.feature_set!r}"
         )
-    frame = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
+    if trace_ids is None:
+        frame = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
+        frame["slice"] = slice_values(frame["metadata"], by)
+    else:
+        frame = load_rows(
+            engine,
+            trace_ids,
+            feature_set=FEATURE_SET_VERSION,
+            names=served.feature_names,
+            slice_key=by,
+        )
     probs = served.estimator.predict_proba(frame[list(served.feature_names)])[:, 1]
     _, plan = plan_campaign(
         engine,
         estimates=estimates_from_dicts(slices),
         trace_ids=frame["trace_id"].to_numpy(),
-        slices=slice_values(frame["metadata"], by),
+        slices=frame["slice"].to_numpy(dtype=str),
         p_correct=np.asarray(probs, dtype=np.float64),
         by=by,
         labeler=labeler,

@@ -25,6 +25,7 @@ from sentinel_core.runs import (
     ensure_tables,
     featurise_missing,
     last_run,
+    last_run_trace_ids,
     new_trace_ids,
     recent_labelled_ids,
     record_run,
@@ -57,6 +58,12 @@ def pull_trace_ids(
 ) -> tuple[list[str], Watermark | None]:
     """Ids of traces ingested after the watermark, oldest first, and the next watermark."""
     return new_trace_ids(engine_for(store_url), after=after, limit=limit)
+
+
+@task(**STORE_RETRIES)
+def pull_last_run_trace_ids(store_url: str, by: str) -> list[str] | None:
+    """Ids of the traces the last monitor run for ``by`` covered (None before any run)."""
+    return last_run_trace_ids(engine_for(store_url), slice_key=by)
 
 
 @task(**STORE_RETRIES)

@@ -19,9 +19,7 @@ def test_acquire_labels_only_the_traffic_the_last_monitor_run_covered(env: Env) 
     engine = open_store(env.db_url)
     assert last_run_trace_ids(engine, slice_key="benchmark") is None
     monitor(**env.kwargs())
-    assert set(last_run_trace_ids(engine, slice_key="benchmark") or []) == {
-        r["id"] for r, _ in dev
-    }
+    assert set(last_run_trace_ids(engine, slice_key="benchmark") or []) == {r["id"] for r, _ in dev}
     ingest_records(engine, (r for r, _ in collected), source="new")
     report = monitor(**env.kwargs())
     new_ids = {r["id"] for r, _ in collected}

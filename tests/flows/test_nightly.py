@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -75,18 +76,22 @@ def test_the_acquire_step_labels_the_weakest_slices_once_per_night(
     assert again["acquire"]["run"]["budget"]["spent"] == 12
 
 
+def _monitor_a_copy(corpus_template: Path, home: Path) -> dict[str, Any]:
+    """The nightly's monitor report over a fresh copy of the labelled corpus in ``home``."""
+    home.mkdir()
+    shutil.copy(corpus_template, home / "sentinel.db")
+    env = Env(home, f"sqlite:///{home / 'sentinel.db'}", f"sqlite:///{home / 'mlflow.db'}")
+    return dict(nightly(**env.kwargs(), acquire=False, retrain_after=False)["monitor"])
+
+
 def test_the_dask_task_runner_gives_the_same_estimates_as_threads(
     corpus_env: Env, corpus_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads = nightly(**corpus_env.kwargs(), acquire=False, retrain_after=False)["monitor"]
-    home = tmp_path / "dask-home"
-    home.mkdir()
-    shutil.copy(corpus_template, home / "sentinel.db")
-    dask_env = Env(home, f"sqlite:///{home / 'sentinel.db'}", f"sqlite:///{home / 'mlflow.db'}")
     monkeypatch.setenv("SENTINEL_TASK_RUNNER", "dask")
     monkeypatch.setenv("SENTINEL_DASK_WORKERS", "2")
     monkeypatch.setenv("SENTINEL_MONITOR_CHUNK_SIZE", "50")  # 4 chunks over 2 workers
-    dask = nightly(**dask_env.kwargs(), acquire=False, retrain_after=False)["monitor"]
+    dask = _monitor_a_copy(corpus_template, tmp_path / "dask-home")
     assert dask["n_traces"] == threads["n_traces"] == len(corpus_records())
     assert dask["slices"] == threads["slices"]
 
@@ -97,10 +102,6 @@ def test_a_running_dask_cluster_takes_the_work_when_given_its_address(
     from distributed import LocalCluster
 
     threads = nightly(**corpus_env.kwargs(), acquire=False, retrain_after=False)["monitor"]
-    home = tmp_path / "cluster-home"
-    home.mkdir()
-    shutil.copy(corpus_template, home / "sentinel.db")
-    env = Env(home, f"sqlite:///{home / 'sentinel.db'}", f"sqlite:///{home / 'mlflow.db'}")
     with LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
@@ -108,7 +109,8 @@ def test_a_running_dask_cluster_takes_the_work_when_given_its_address(
         monkeypatch.setenv("SENTINEL_TASK_RUNNER", "dask")
         monkeypatch.setenv("SENTINEL_DASK_ADDRESS", cluster.scheduler_address)
         monkeypatch.setenv("SENTINEL_MONITOR_CHUNK_SIZE", "100")  # 3 chunks
-        remote = nightly(**env.kwargs(), acquire=False, retrain_after=False)["monitor"]
+        remote = _monitor_a_copy(corpus_template, tmp_path / "cluster-home")
         assert cluster.scheduler.transition_counter > before  # the cluster ran the tasks
         assert len(cluster.workers) == 1  # no cluster of its own was started in there
+    assert remote["n_traces"] == len(corpus_records())
     assert remote["slices"] == threads["slices"]

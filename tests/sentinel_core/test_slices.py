@@ -276,6 +276,7 @@ def test_recent_labels_correct_a_biased_label_free_estimate() -> None:
     keys = np.array(["a"] * 200)
     label_free = estimate_slices(p_new, keys, n_boot=300)
     assert label_free[0].accuracy == pytest.approx(0.7, abs=0.03)
+    # The default gate (0.95) lets a bias this clear through.
     (fixed,) = rectify_with_recent_labels(
         label_free, p_new, keys, p_old, np.array(["a"] * 40), y_old, window=30, min_labels=10
     )
@@ -352,19 +353,6 @@ def test_the_gate_keeps_a_slice_the_estimator_gets_right_label_free() -> None:
     )
     assert ungated.method == "ppi_recent"
     assert ungated.accuracy != estimates[0].accuracy
-
-
-def test_the_gate_lets_a_clear_bias_through() -> None:
-    rng = np.random.default_rng(7)
-    p_new, _ = _biased_slice(rng, 200)
-    p_old, y_old = _biased_slice(rng, 30)
-    keys = np.array(["a"] * 200)
-    label_free = estimate_slices(p_new, keys, n_boot=100)
-    (fixed,) = rectify_with_recent_labels(
-        label_free, p_new, keys, p_old, np.array(["a"] * 30), y_old, gate=0.95
-    )
-    assert fixed.method == "ppi_recent"
-    assert fixed.high < label_free[0].low  # moved off the biased 0.7
 
 
 def test_the_gate_level_is_checked() -> None:

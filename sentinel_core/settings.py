@@ -142,7 +142,7 @@ class Settings(BaseSettings):
         "label-free estimate on new traffic (0: off).",
     )
     rectify_gate: float = Field(
-        default=0.95,
+        default=0.0,
         ge=0.0,
         lt=1.0,
         description="Confidence at which a slice's recent mean residual must differ from "

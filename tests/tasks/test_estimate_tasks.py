@@ -94,6 +94,6 @@ def test_recent_labels_correct_only_the_slices_they_disagree_with(tmp_path: Path
         rows = estimate_slices.fn(settings, [new], 0.0, recent=recent)
         return {row["slice"]: row["method"] for row in rows}
 
-    assert methods() == {"biased": "ppi_recent", "right": "bootstrap"}
-    assert methods(rectify_gate=0.0) == {"biased": "ppi_recent", "right": "ppi_recent"}
+    assert methods(rectify_gate=0.95) == {"biased": "ppi_recent", "right": "bootstrap"}
+    assert methods() == {"biased": "ppi_recent", "right": "ppi_recent"}  # no gate by default
     assert methods(rectify_window=0) == {"biased": "bootstrap", "right": "bootstrap"}

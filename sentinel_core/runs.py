@@ -106,15 +106,22 @@ def ensure_tables(engine: Engine) -> None:
         raise StoreError(f"cannot create the monitor_runs table: {exc}") from exc
 
 
+def _latest_runs(engine: Engine, slice_key: str, n: int) -> list[MonitorRun]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(MonitorRun)
+                .where(MonitorRun.slice_key == slice_key)
+                .order_by(col(MonitorRun.id).desc())
+                .limit(n)
+            ).all()
+        )
+
+
 def last_run(engine: Engine, *, slice_key: str) -> MonitorRun | None:
     """The latest recorded run for ``slice_key``, or None before the first."""
-    with Session(engine) as session:
-        return session.exec(
-            select(MonitorRun)
-            .where(MonitorRun.slice_key == slice_key)
-            .order_by(col(MonitorRun.id).desc())
-            .limit(1)
-        ).first()
+    runs = _latest_runs(engine, slice_key, 1)
+    return runs[0] if runs else None
 
 
 def last_run_trace_ids(engine: Engine, *, slice_key: str) -> list[str] | None:
@@ -123,13 +130,7 @@ def last_run_trace_ids(engine: Engine, *, slice_key: str) -> list[str] | None:
     That is the traces after the previous run's watermark up to the latest run's own;
     None before the first run.
     """
-    with Session(engine) as session:
-        runs = session.exec(
-            select(MonitorRun)
-            .where(MonitorRun.slice_key == slice_key)
-            .order_by(col(MonitorRun.id).desc())
-            .limit(2)
-        ).all()
+    runs = _latest_runs(engine, slice_key, 2)
     if not runs:
         return None
     until = runs[0].watermark()
@@ -174,6 +175,14 @@ def record_run(
         return run
 
 
+def _at_or_before(traces: Any, mark: Watermark) -> Any:
+    """SQL condition: a trace at or before ``mark`` in ``(ingested_at, id)`` order."""
+    return or_(
+        traces.c.ingested_at < mark.ingested_at,
+        and_(traces.c.ingested_at == mark.ingested_at, traces.c.id <= mark.trace_id),
+    )
+
+
 def new_trace_ids(
     engine: Engine,
     *,
@@ -193,19 +202,9 @@ def new_trace_ids(
     # needs the last one alone.
     query = sa_select(traces.c.id).order_by(traces.c.ingested_at, traces.c.id)
     if after is not None:
-        query = query.where(
-            or_(
-                traces.c.ingested_at > after.ingested_at,
-                and_(traces.c.ingested_at == after.ingested_at, traces.c.id > after.trace_id),
-            )
-        )
+        query = query.where(~_at_or_before(traces, after))
     if until is not None:
-        query = query.where(
-            or_(
-                traces.c.ingested_at < until.ingested_at,
-                and_(traces.c.ingested_at == until.ingested_at, traces.c.id <= until.trace_id),
-            )
-        )
+        query = query.where(_at_or_before(traces, until))
     if limit is not None:
         query = query.limit(limit)
     with Session(engine) as session:
@@ -225,13 +224,7 @@ def recent_labelled_ids(engine: Engine, *, before: Watermark, limit: int) -> lis
     labelled = sa_select(labels.c.trace_id).where(labels.c.trace_id == traces.c.id).exists()
     query = (
         sa_select(traces.c.id)
-        .where(
-            labelled,
-            or_(
-                traces.c.ingested_at < before.ingested_at,
-                and_(traces.c.ingested_at == before.ingested_at, traces.c.id <= before.trace_id),
-            ),
-        )
+        .where(labelled, _at_or_before(traces, before))
         .order_by(traces.c.ingested_at.desc(), traces.c.id.desc())
         .limit(limit)
     )

@@ -414,7 +414,7 @@ def rectify_with_recent_labels(
     window: int = 30,
     min_labels: int = 10,
     confidence: float = 0.9,
-    gate: float | None = 0.95,
+    gate: float | None = None,
 ) -> list[SliceEstimate]:
     """Label-free slice estimates corrected by each slice's recent labelled residual.
 
@@ -445,7 +445,8 @@ def rectify_with_recent_labels(
         min_labels: fewest recent labels that rectify a slice (at least 2).
         confidence: interval coverage, in (0, 1).
         gate: confidence level in (0, 1) at which the mean residual must differ from
-            zero for the slice to be corrected; ``None`` corrects every eligible slice.
+            zero for the slice to be corrected; ``None`` (the default, as
+            ``Settings.rectify_gate``) corrects every eligible slice.
     """
     z_gate = None if gate is None else _check_confidence(gate)
     if window < 1 or min_labels < 2 or min_labels > window:
@@ -473,12 +474,12 @@ def rectify_with_recent_labels(
         if mine.size < min_labels:
             out.append(e)
             continue
-        residual = ry[mine] - rp[mine]
-        if z_gate is not None and abs(residual.mean()) <= z_gate * np.std(
-            residual, ddof=1
-        ) / np.sqrt(mine.size):
-            out.append(e)
-            continue
+        if z_gate is not None:
+            residual = ry[mine] - rp[mine]
+            se = np.std(residual, ddof=1) / np.sqrt(mine.size)
+            if abs(residual.mean()) <= z_gate * se:
+                out.append(e)
+                continue
         estimate, low, high = ppi_mean_interval(
             p[slices[e.slice]], rp[mine], ry[mine], confidence=confidence
         )

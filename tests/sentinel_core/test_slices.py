@@ -276,10 +276,11 @@ def test_recent_labels_correct_a_biased_label_free_estimate() -> None:
     keys = np.array(["a"] * 200)
     label_free = estimate_slices(p_new, keys, n_boot=300)
     assert label_free[0].accuracy == pytest.approx(0.7, abs=0.03)
-    # The default gate (0.95) lets a bias this clear through.
+    # A gate of 0.95 lets a bias this clear through.
     (fixed,) = rectify_with_recent_labels(
-        label_free, p_new, keys, p_old, np.array(["a"] * 40), y_old, window=30, min_labels=10
-    )
+        label_free, p_new, keys, p_old, np.array(["a"] * 40), y_old, window=30, min_labels=10,
+        gate=0.95,
+    )  # fmt: skip
     assert fixed.method == "ppi_recent"
     assert fixed.n_labelled == 30  # only the window counts
     assert fixed.n == 200
@@ -302,15 +303,7 @@ def test_only_unlabelled_slices_with_enough_recent_labels_are_rectified() -> Non
     fixed = {
         e.slice: e
         for e in rectify_with_recent_labels(
-            estimates,
-            p,
-            keys,
-            recent_p,
-            recent_keys,
-            recent_y,
-            window=30,
-            min_labels=10,
-            gate=None,
+            estimates, p, keys, recent_p, recent_keys, recent_y, window=30, min_labels=10
         )
     }
     before = {e.slice: e for e in estimates}

@@ -17,15 +17,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from labeling.campaign import LABELERS, default_cost_per_label, make_labeler
-from sentinel_core.errors import SentinelError
+from labeling.campaign import LabelerKind, default_cost_per_label, make_labeler
+from sentinel_core.acquisition import Unit
 
 campaign_app = typer.Typer(
     help="Labeling campaigns: plan under a budget, run with a labeler, show status.",
     no_args_is_help=True,
 )
 
-LabelerOption = Annotated[str, typer.Option(help="exact, judge or label-studio.")]
+LabelerOption = Annotated[LabelerKind, typer.Option(help="The kind of labeler.")]
 
 
 def _cli() -> Any:
@@ -35,19 +35,13 @@ def _cli() -> Any:
     return cli
 
 
-def _check_labeler(kind: str) -> str:
-    if kind not in LABELERS:
-        raise SentinelError(f"expected --labeler to be one of {', '.join(LABELERS)}, got {kind!r}")
-    return kind
-
-
 @campaign_app.command("plan")
 def plan_command(
     ctx: typer.Context,
-    budget: Annotated[float, typer.Option(min=0.0, help="Budget, in --unit.")],
+    budget: Annotated[float, typer.Option(help="Budget, in --unit (> 0).")],
     by: Annotated[str, typer.Option(help="Metadata key that defines the slices.")],
     labeler: LabelerOption = "exact",
-    unit: Annotated[str, typer.Option(help="labels or usd.")] = "labels",
+    unit: Annotated[Unit, typer.Option(help="The budget's unit.")] = "labels",
     cost_per_label: Annotated[
         float | None,
         typer.Option(min=0.0, help="USD per label for planning (default: from the labeler)."),
@@ -68,22 +62,20 @@ def plan_command(
     from labeling.campaign import plan_campaign
 
     cli = _cli()
+    cli._check_budget(budget)
     settings = cli._settings(ctx, db)
-    kind = _check_labeler(labeler)
-    if unit not in ("labels", "usd"):
-        raise SentinelError(f"expected --unit labels or usd, got {unit!r}")
     frame, probs, estimates, _served = cli._scored_slices(settings, by=by, use_labels=True)
-    cost = default_cost_per_label(settings, kind) if cost_per_label is None else cost_per_label
+    cost = default_cost_per_label(settings, labeler) if cost_per_label is None else cost_per_label
     cid, plan = plan_campaign(
-        cli._engine(settings),
+        cli._engine(settings, create=False),
         estimates=estimates,
         trace_ids=frame["trace_id"].to_numpy(),
         slices=frame["slice"].to_numpy(),
         p_correct=probs,
         by=by,
-        labeler=kind,
+        labeler=labeler,
         budget=budget,
-        unit=unit,  # type: ignore[arg-type]
+        unit=unit,
         cost_per_label=cost,
         budget_name=budget_name,
         campaign_id=campaign_id,
@@ -93,7 +85,7 @@ def plan_command(
     )
     for line in plan.summary_lines():
         cli.out.print(line, highlight=False)
-    cli.out.print(f"campaign {cid} (run it: sentinel campaign run {cid} --labeler {kind})")
+    cli.out.print(f"campaign {cid} (run it: sentinel campaign run {cid} --labeler {labeler})")
     if as_json:
         cli.out.print(json.dumps({"id": cid, **plan.to_dict()}), soft_wrap=True)
 
@@ -119,9 +111,9 @@ def run_command(
 
     cli = _cli()
     settings = cli._settings(ctx, db)
-    engine = cli._engine(settings)
+    engine = cli._engine(settings, create=False)
     state = load_campaign(engine, campaign_id)
-    the_labeler = make_labeler(settings, _check_labeler(labeler))
+    the_labeler = make_labeler(settings, labeler)
     todo = sum(
         s["planned"] + s["reserved"] + s["calling"] + s["submitted"]
         for s in state.per_slice.values()
@@ -145,6 +137,12 @@ def run_command(
         f"recovered {report.recovered}; spent now {report.spent:g}",
         highlight=False,
     )
+    if report.taken:
+        cli.out.print(
+            f"skipped {report.taken} items another run of {campaign_id} had reserved first "
+            "(it labels them)",
+            highlight=False,
+        )
     if report.stopped:
         cli.out.print(f"stopped: {report.stopped}", highlight=False)
     _print_status(cli, load_campaign(engine, campaign_id))
@@ -163,7 +161,7 @@ def status_command(
     from sentinel_core.ledger import load_campaign
 
     cli = _cli()
-    state = load_campaign(cli._engine(cli._settings(ctx, db)), campaign_id)
+    state = load_campaign(cli._engine(cli._settings(ctx, db), create=False), campaign_id)
     _print_status(cli, state)
     if as_json:
         b = state.budget

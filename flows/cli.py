@@ -10,16 +10,17 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, NoReturn
 
 import numpy as np
 import pandas as pd
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,7 +33,9 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import Engine
 
-from sentinel_core.errors import SentinelError
+from labeling.campaign import LabelerKind
+from sentinel_core.acquisition import Unit
+from sentinel_core.errors import MissingStoreError, SentinelError
 from sentinel_core.settings import Settings
 
 app = typer.Typer(
@@ -58,6 +61,11 @@ DbOption = Annotated[
 JsonFlag = Annotated[
     bool, typer.Option("--json", help="End the output with one JSON object on its own line.")
 ]
+#: ``sentinel_core.estimator.SERVABLE_METHODS`` (a test keeps them equal; the CLI's
+#: choices are checked before anything runs, without importing scikit-learn).
+TrainMethod = Literal[
+    "default", "lr_11d", "rf_11d", "mlp_11d", "atc_H_max", "atc_H_mean", "atc_H_sea"
+]
 
 
 @app.callback()
@@ -73,10 +81,45 @@ def _settings(ctx: typer.Context, db: str | None = None) -> Settings:
     return settings if db is None else settings.model_copy(update={"db_url": db})
 
 
-def _engine(settings: Settings) -> Engine:
+def _engine(settings: Settings, *, create: bool = True) -> Engine:
+    """The store; ``create=False`` for commands that need one to exist (nothing is made)."""
     from sentinel_core.store import open_store
 
-    return open_store(settings.store_url)
+    return open_store(settings.store_url, create=create)
+
+
+def _check_by(metadata: Iterable[Any], by: str) -> None:
+    """``--by`` must be a metadata key of the stored traces; a note on those that lack it."""
+    from sentinel_core.slices import check_slice_key
+
+    missing, n = check_slice_key(metadata, by)
+    if missing:
+        console.print(
+            f"note: {missing} of {n} traces lack metadata key {by!r}: they fall into the "
+            "slice (missing)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _check_budget(budget: float) -> None:
+    if not budget > 0:
+        raise SentinelError(f"expected --budget > 0, got {budget:g}: a budget buys labels")
+
+
+def _check_out(output: Path | None, suffixes: tuple[str, ...]) -> None:
+    """Check ``--out`` before any work: its suffix, and a folder that exists to write in."""
+    if output is None:
+        return
+    if output.suffix not in suffixes:
+        raise SentinelError(
+            f"expected --out to end in {' or '.join(suffixes)}, got {str(output)!r}"
+        )
+    if not output.parent.is_dir():
+        raise SentinelError(
+            f"expected --out in an existing folder, got {str(output)!r} "
+            f"(no folder {str(output.parent)!r})"
+        )
 
 
 @contextmanager
@@ -103,8 +146,13 @@ def ingest(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Parse, validate, featurise and store traces; quarantine bad lines with their reason."""
-    from sentinel_core.ingest import EMPTY_REPORT, ingest_file
+    """Parse, validate, featurise and store traces; quarantine bad lines with their reason.
+
+    A file that breaks part way (truncated or corrupt gzip, a last line cut short) keeps
+    every complete line before the damage; the other files are still ingested, and the
+    command ends with one line per broken file and exit status 2.
+    """
+    from sentinel_core.ingest import EMPTY_REPORT, DamagedFileError, ingest_file
 
     settings = _settings(ctx, db)
     for path in files:
@@ -112,19 +160,30 @@ def ingest(
             raise SentinelError(f"expected a readable JSONL file, got {str(path)!r} (no such file)")
     engine = _engine(settings)
     total = EMPTY_REPORT
+    broken: list[str] = []
     for path in files:
         with _progress(f"ingest {path.name}", path.stat().st_size, unit_bytes=True) as advance:
-            report = ingest_file(
-                engine,
-                path,
-                batch_size=settings.ingest_batch_size,
-                keep_prompt=settings.keep_prompt_text if keep_prompt is None else keep_prompt,
-                dtype=settings.logprobs_dtype,
-                on_progress=advance,
-            )
+            try:
+                report = ingest_file(
+                    engine,
+                    path,
+                    batch_size=settings.ingest_batch_size,
+                    keep_prompt=settings.keep_prompt_text if keep_prompt is None else keep_prompt,
+                    dtype=settings.logprobs_dtype,
+                    on_progress=advance,
+                )
+            except DamagedFileError as exc:
+                report = exc.report
+                broken.append(
+                    f"{' '.join(str(exc).split())}; stored {report.stored} of the {report.read} "
+                    "responses read before the damage (rerun once the file is whole: what is "
+                    "stored counts as duplicates)"
+                )
         out.print(
             f"{path}: read {report.read} = stored {report.stored} + quarantined "
-            f"{report.quarantined} + duplicates {report.duplicates}"
+            f"{report.quarantined} + duplicates {report.duplicates}",
+            highlight=False,
+            soft_wrap=True,
         )
         total += report
     if len(files) > 1:
@@ -134,6 +193,10 @@ def ingest(
         )
     if as_json:
         out.print(json.dumps(total.as_dict()), soft_wrap=True)
+    for line in broken:
+        console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+    if broken:
+        sys.exit(2)
 
 
 @labels_app.command("import")
@@ -152,7 +215,24 @@ def labels_import(
 
     if not path.is_file():
         raise SentinelError(f"expected a CSV file of labels, got {str(path)!r} (no such file)")
-    with path.open(newline="") as handle:
+    try:
+        rows = _read_labels(path, id_column, label_column)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SentinelError(
+            f"expected a UTF-8 CSV file of labels, got {str(path)!r}: {exc}"
+        ) from exc
+    stored, known, unknown = add_labels(
+        _engine(_settings(ctx, db), create=False), rows, labeler=labeler
+    )
+    out.print(
+        f"labels: stored {stored}, already labelled {known}, unknown trace ids {len(unknown)}"
+    )
+
+
+def _read_labels(
+    path: Path, id_column: str, label_column: str
+) -> list[tuple[str, bool, str | None]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         missing = {id_column, label_column} - set(reader.fieldnames or [])
         if missing:
@@ -160,18 +240,15 @@ def labels_import(
                 f"expected columns {id_column!r} and {label_column!r} in {path}, "
                 f"got {reader.fieldnames}"
             )
-        rows = []
+        rows: list[tuple[str, bool, str | None]] = []
         for line_no, row in enumerate(reader, start=2):
-            value = row[label_column].strip().lower()
+            value = (row[label_column] or "").strip().lower()
             if value not in {"0", "1", "true", "false"}:
                 raise SentinelError(
                     f"expected 0/1 in column {label_column!r} at {path}:{line_no}, got {value!r}"
                 )
-            rows.append((row[id_column], value in {"1", "true"}, f"{path.name}:{line_no}"))
-    stored, known, unknown = add_labels(_engine(_settings(ctx, db)), rows, labeler=labeler)
-    out.print(
-        f"labels: stored {stored}, already labelled {known}, unknown trace ids {len(unknown)}"
-    )
+            rows.append((row[id_column] or "", value in {"1", "true"}, f"{path.name}:{line_no}"))
+    return rows
 
 
 @app.command()
@@ -190,9 +267,10 @@ def verify(
 
 def _verify(settings: Settings, *, by: str) -> dict[str, dict[str, int]]:
     from labeling.exact import LABELER, label_store
-    from sentinel_core.store import count_rows, label_counts
+    from sentinel_core.store import count_rows, label_counts, load_metadata
 
-    engine = _engine(settings)
+    engine = _engine(settings, create=False)
+    _check_by(load_metadata(engine), by)
     with _progress("verify", count_rows(engine)["traces"]) as advance:
         report = label_store(engine, on_progress=advance)
     out.print(
@@ -213,7 +291,9 @@ def _labelled_frame(settings: Settings, by: str) -> pd.DataFrame:
     from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION
     from sentinel_core.store import load_scores, slice_values
 
-    frame = load_scores(_engine(settings), feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
+    engine = _engine(settings, create=False)
+    frame = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
+    _check_by(frame["metadata"], by)
     frame["slice"] = slice_values(frame["metadata"], by)
     return frame
 
@@ -226,20 +306,44 @@ def train(
         str, typer.Option(help="Metadata key of the slices used for held-out error.")
     ] = "benchmark",
     method: Annotated[
-        str,
+        TrainMethod,
         typer.Option(
             help="default (the protocol's best: ATC on H_max), lr_11d (the paper's), rf_11d, "
             "mlp_11d, atc_H_max, atc_H_mean or atc_H_sea."
         ),
     ] = "default",
-    calibration: Annotated[str, typer.Option(help="auto, isotonic or sigmoid.")] = "auto",
+    calibration: Annotated[
+        Literal["auto", "isotonic", "sigmoid"], typer.Option(help="Calibration of lr/rf/mlp.")
+    ] = "auto",
     balanced: Annotated[bool, typer.Option(help="Balance the classes.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Register the model as champion even when its held-out error cannot be "
+            "measured (labels in one slice only)."
+        ),
+    ] = False,
 ) -> None:
     """Fit the estimator on every labelled trace and serve it as the registry's champion."""
-    _train(_settings(ctx, db), by=by, method=method, calibration=calibration, balanced=balanced)
+    _train(
+        _settings(ctx, db),
+        by=by,
+        method=method,
+        calibration=calibration,
+        balanced=balanced,
+        force=force,
+    )
 
 
-def _train(settings: Settings, *, by: str, method: str, calibration: str, balanced: bool) -> None:
+def _train(
+    settings: Settings,
+    *,
+    by: str,
+    method: str,
+    calibration: Literal["auto", "isotonic", "sigmoid"],
+    balanced: bool,
+    force: bool = False,
+) -> None:
     from sentinel_core.estimator import estimate_held_out_calibration_error, make_estimator
     from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
     from sentinel_core.metrics import auroc, brier, ece
@@ -251,6 +355,14 @@ def _train(settings: Settings, *, by: str, method: str, calibration: str, balanc
         raise SentinelError(
             "expected labelled traces to train on, got none: label them with "
             "`sentinel verify` or `sentinel labels import` first"
+        )
+    slices = sorted(labelled["slice"].unique())
+    if len(slices) < 2 and not force:
+        raise SentinelError(
+            f"expected labelled traces in at least 2 slices of {by!r} to measure the model's "
+            f"held-out error (leave-one-slice-out), got 1 ({slices[0]!r}): without it the "
+            "estimates' intervals cannot be widened for new slices; label traces of another "
+            "slice, train --by a key with several values, or pass --force to register it anyway"
         )
     X = labelled[list(FEATURE_NAMES)]
     y = labelled["label"].to_numpy().astype(int)
@@ -346,8 +458,7 @@ def _scored_slices(settings: Settings, *, by: str, use_labels: bool) -> tuple[An
 def _estimate(
     settings: Settings, *, by: str, output: Path | None, use_labels: bool, as_json: bool
 ) -> None:
-    if output is not None and output.suffix not in {".csv", ".json"}:
-        raise SentinelError(f"expected --out to end in .csv or .json, got {str(output)!r}")
+    _check_out(output, (".csv", ".json"))
     frame, _probs, estimates, served = _scored_slices(settings, by=by, use_labels=use_labels)
     observed = frame.groupby("slice")["label"].agg(["mean", "count"])
     rows = []
@@ -410,8 +521,12 @@ def evaluate(
     from math import comb
 
     from sentinel_core.features import ALL_SCORE_NAMES
-    from sentinel_core.protocol import run_group_protocol, summarise_protocol
+    from sentinel_core.protocol import check_methods, run_group_protocol, summarise_protocol
 
+    chosen = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+    if chosen is not None:
+        check_methods(chosen, ALL_SCORE_NAMES)
+    _check_out(output, (".csv",))
     settings = _settings(ctx, db)
     frame = _labelled_frame(settings, by)
     labelled = frame[frame["label"].notna()]
@@ -421,7 +536,6 @@ def evaluate(
             f"expected labelled traces in at least 2 slices of {by!r}, got {n_slices}"
         )
     total = sum(comb(n_slices, g) for g in range(1, min(max_g, n_slices - 1) + 1))
-    chosen = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
     with _progress("protocol groups", total) as advance:
         tidy = run_group_protocol(
             labelled[list(ALL_SCORE_NAMES)].reset_index(drop=True),
@@ -465,7 +579,7 @@ def status(ctx: typer.Context, db: DbOption = None) -> None:
     """Row counts of the store and the most common quarantine reasons."""
     from sentinel_core.store import count_rows
 
-    counts = count_rows(_engine(_settings(ctx, db)))
+    counts = count_rows(_engine(_settings(ctx, db), create=False))
     out.print(", ".join(f"{name} {count}" for name, count in counts.items()))
 
 
@@ -499,9 +613,9 @@ def nightly(
     ctx: typer.Context,
     db: DbOption = None,
     by: Annotated[str, typer.Option(help="Metadata key that defines the slices.")] = "benchmark",
-    labeler: Annotated[str, typer.Option(help="exact, judge or label-studio.")] = "exact",
-    budget: Annotated[float, typer.Option(min=0.0, help="The night's labeling budget.")] = 20.0,
-    unit: Annotated[str, typer.Option(help="labels or usd.")] = "labels",
+    labeler: Annotated[LabelerKind, typer.Option(help="The kind of labeler.")] = "exact",
+    budget: Annotated[float, typer.Option(help="The night's labeling budget (> 0).")] = 20.0,
+    unit: Annotated[Unit, typer.Option(help="The budget's unit.")] = "labels",
     key: Annotated[
         str | None, typer.Option(help="Idempotency key of the night (default: UTC date).")
     ] = None,
@@ -510,7 +624,9 @@ def nightly(
     ] = True,
 ) -> None:
     """The whole loop once: monitor, acquire labels, retrain (Prefect, ephemeral by default)."""
+    _check_budget(budget)
     settings = _settings(ctx, db)
+    _check_by(_nightly_metadata(settings, seed_sample=seed_sample), by)
     engine = _engine(settings)
     if seed_sample:
         _seed_sample(settings, engine)
@@ -557,6 +673,28 @@ def nightly(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _nightly_metadata(settings: Settings, *, seed_sample: bool) -> list[dict[str, Any]]:
+    """What the night's ``--by`` is checked against before anything is written: the
+    stored traces, or the shipped sample that an empty store is seeded with."""
+    from sentinel_core.corpus import iter_sample_records
+    from sentinel_core.store import load_metadata
+
+    try:
+        engine = _engine(settings, create=False)
+    except MissingStoreError:
+        stored = []
+    else:
+        stored = load_metadata(engine)
+        engine.dispose()
+    if stored or not seed_sample:
+        return stored
+    return [
+        dict(record.get("metadata") or {})
+        for name in ("corpus-dev", "corpus-collected")
+        for record, _ in iter_sample_records(name)
+    ]
 
 
 def _seed_sample(settings: Settings, engine: Engine) -> None:
@@ -660,22 +798,46 @@ def collect(
 
 
 def main() -> None:
-    """Console entry point: one clear line and exit status 2 on a user-fixable error."""
+    """Console entry point: one clear line and exit status 2 on a user-fixable error.
+
+    That includes typer's usage errors (an unknown option, a value not among an
+    option's choices, a missing argument), which it would otherwise print as a panel.
+    """
     try:
-        app()
+        # standalone_mode=False: usage errors are raised here instead of printed by typer;
+        # --help and Ctrl-C come back as an exit status.
+        status = app(standalone_mode=False)
     except SentinelError as exc:
-        # One line, whatever the underlying library put in its message.
-        console.print(
-            f"[red]error:[/red] {' '.join(str(exc).split())}", highlight=False, soft_wrap=True
-        )
-        sys.exit(2)
+        _fail(str(exc))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        console.print(
-            f"[red]error:[/red] setting {where}: {first['msg']}", highlight=False, soft_wrap=True
-        )
-        sys.exit(2)
+        _fail(f"setting {where}: {first['msg']}")
+    except typer.Abort:
+        console.print("Aborted.", highlight=False)
+        sys.exit(1)
+    except typer.TyperException as exc:  # typer's click exceptions: usage errors and the like
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # typer printed the help already
+        _fail(_usage_line(exc))
+    if isinstance(status, int) and not isinstance(status, bool) and status:
+        sys.exit(status)
+
+
+def _fail(message: str) -> NoReturn:
+    # One line, whatever the underlying library put in its message.
+    console.print(
+        f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True
+    )
+    sys.exit(2)
+
+
+def _usage_line(exc: typer.TyperException) -> str:
+    """A usage error as one line: what was wrong, and the command whose --help says more."""
+    message = exc.format_message().replace("Value error, ", "")
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None)
+    return f"{message} (see `{command} --help`)" if command else message
 
 
 # The campaign commands live in their own module; registered last (they use the helpers above).

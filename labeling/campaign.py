@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from secrets import token_hex
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +38,7 @@ from sentinel_core.store import LabelRow, TraceRow
 
 __all__ = [
     "LABELERS",
+    "LabelerKind",
     "RunReport",
     "default_cost_per_label",
     "make_labeler",
@@ -50,8 +51,9 @@ __all__ = [
 #: A campaign stops after this many paid failures in a row (a judge that answers garbage).
 MAX_FAILURES_IN_A_ROW = 5
 
-#: The kinds of labeler a campaign can run with.
-LABELERS = ("exact", "judge", "label-studio")
+#: The kinds of labeler a campaign can run with (the CLI's choices for ``--labeler``).
+LabelerKind = Literal["exact", "judge", "label-studio"]
+LABELERS: tuple[str, ...] = get_args(LabelerKind)
 
 
 def default_cost_per_label(settings: Settings, kind: str) -> float:
@@ -86,7 +88,11 @@ def make_labeler(settings: Settings, kind: str) -> SyncLabeler | AsyncLabeler:
 
 @dataclass(slots=True)
 class RunReport:
-    """What one run of a campaign did, and why it stopped."""
+    """What one run of a campaign did, and why it stopped.
+
+    ``taken`` counts the items another run of the campaign reserved first (a
+    concurrent worker): this run skipped them and carried on with the rest.
+    """
 
     campaign_id: str
     labeler: str
@@ -95,6 +101,7 @@ class RunReport:
     released: int = 0
     submitted: int = 0
     recovered: int = 0
+    taken: int = 0
     spent: float = 0.0
     pending: int = 0
     stopped: str | None = None
@@ -239,16 +246,23 @@ def _amount(unit: str, usd: float) -> float:
 
 def _reserve(
     engine: Engine, row: ledger.CampaignItemRow, amount: float, labeler: str, report: RunReport
-) -> bool:
+) -> Literal["reserved", "taken", "exhausted"]:
+    """Reserve ``row``'s cost; ``"taken"`` when another run reserved the item first (this
+    run skips it), ``"exhausted"`` (``report.stopped`` says so) when the budget is spent."""
     assert row.id is not None
     if row.state == "reserved" or ledger.reserve(engine, row.id, amount, labeler=labeler):
-        return True
+        return "reserved"
+    with Session(engine) as session:
+        now = session.get(ledger.CampaignItemRow, row.id)
+    if now is not None and now.state != "planned":
+        report.taken += 1
+        return "taken"
     budget = ledger.load_campaign(engine, report.campaign_id).budget
     report.stopped = (
         f"budget {budget.name!r} exhausted: {budget.committed:g} {budget.unit} spent and "
         f"{budget.reserved:g} reserved of {budget.total:g}; the next label needs {amount:g}"
     )
-    return False
+    return "exhausted"
 
 
 def _pending_rows(
@@ -294,9 +308,12 @@ def _run_sync(
     for row in rows:
         assert row.id is not None
         request = requests[row.id]
-        if not _reserve(
+        status = _reserve(
             engine, row, _amount(unit, labeler.max_cost(request)), labeler.name, report
-        ):
+        )
+        if status == "taken":
+            continue
+        if status == "exhausted":
             break
         ledger.mark_calling(engine, row.id)
         try:
@@ -342,9 +359,12 @@ def _run_async(
     reserved = []
     for row in rows:
         assert row.id is not None
-        if not _reserve(
+        status = _reserve(
             engine, row, _amount(unit, labeler.max_cost(requests[row.id])), labeler.name, report
-        ):
+        )
+        if status == "taken":
+            continue
+        if status == "exhausted":
             break
         reserved.append(row.id)
     if reserved:

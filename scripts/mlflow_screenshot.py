@@ -55,6 +55,10 @@ def main() -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("expected Debian's chromium on PATH (apt-get install chromium)")
+    sys.path.insert(0, str(ROOT))
+    import tasks
+
+    tasks.switch_telemetry_off()  # done on import; here for mlflow below and its server (README)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=args.tracking_uri)

@@ -25,3 +25,7 @@ class NotFittedError(SentinelError):
 
 class StoreError(SentinelError):
     """The trace store cannot be reached or is not in the expected state."""
+
+
+class MissingStoreError(StoreError):
+    """A command that needs an existing store was given one that does not exist."""

@@ -14,7 +14,14 @@ Methods (names exactly as below; :func:`default_methods` lists them all):
 - ``lr_<score>``: the logistic estimator on one column, for every profile statistic
   and every baseline score;
 - ``atc_H_max``, ``atc_seq_loglik``, ``atc_H_sea``: ATC on one score (any
-  ``atc_<score>`` with a known confident direction is accepted).
+  ``atc_<score>`` with a known confident direction is accepted);
+- the honest nulls every method must beat: ``null_train_mean`` predicts the training
+  slices' mean accuracy for every slice (AEBench, Sanyal et al. 2024, found this null
+  within 0.01 of ATC), and ``doc_mean_max_prob``, difference of confidences (Guillory
+  et al. 2021): the training accuracy shifted by how much the mean confidence (here the
+  mean top-token probability; any ``doc_<score>`` in [0, 1] is accepted) moved between
+  the training slices and the slice. :func:`summarise_protocol` adds each method's gap
+  to both nulls and to the sampling floor.
 
 A slice's estimate is the mean predicted ``P(correct)`` of its responses (the ATC
 share for ATC). To keep the protocol fast, every estimator runs with ``search=False``
@@ -55,6 +62,7 @@ __all__ = [
     "PROTOCOL_CV",
     "SUMMARY_COLUMNS",
     "TIDY_COLUMNS",
+    "check_methods",
     "default_methods",
     "run_group_protocol",
     "summarise_protocol",
@@ -85,6 +93,9 @@ SUMMARY_COLUMNS: Final[tuple[str, ...]] = (
     "median_rho",
     "n_groups",
     "floor",
+    "gap_floor",
+    "gap_null_mean",
+    "gap_doc",
 )
 
 _MULTI_FEATURE: Final[dict[str, Family]] = {
@@ -95,7 +106,7 @@ _MULTI_FEATURE: Final[dict[str, Family]] = {
 
 
 def default_methods() -> tuple[str, ...]:
-    """Every method of the protocol, in report order (27 names, "default" first)."""
+    """Every method of the protocol in report order (29: "default" first, the nulls last)."""
     singles = tuple(f"lr_{name}" for name in (*FEATURE_NAMES, *BASELINE_NAMES))
     return (
         "default",
@@ -106,7 +117,15 @@ def default_methods() -> tuple[str, ...]:
         "atc_H_max",
         "atc_seq_loglik",
         "atc_H_sea",
+        *NULL_METHODS,
     )
+
+
+#: The nulls of :func:`summarise_protocol`'s gap columns, in that order.
+NULL_METHODS: Final[tuple[str, ...]] = ("null_train_mean", "doc_mean_max_prob")
+#: Scores that are probabilities, so a difference of their means is a difference of
+#: confidences (DoC).
+_DOC_SCORES: Final[frozenset[str]] = frozenset({"mean_max_prob"})
 
 
 @dataclass(frozen=True)
@@ -115,12 +134,23 @@ class _Method:
 
     name: str
     columns: tuple[str, ...]
-    family: Family | None  # EntropyEstimator family, or None for ATC
+    family: Family | None  # EntropyEstimator family, or None for ATC and the nulls
     calibration: Calibration
     cv: int  # calibration folds of the EntropyEstimator
+    null: str | None = None  # "train_mean" or "doc" for the nulls
 
     def predict(self, X_train: FloatArray, y_train: FloatArray, X_test: FloatArray) -> FloatArray:
-        """Fit on ``(n_train, d)`` and return per-row ``P(correct)`` for ``(n_test, d)``."""
+        """Fit on ``(n_train, d)`` and return per-row ``P(correct)`` for ``(n_test, d)``.
+
+        For DoC the per-row value is ``acc_train - mean(conf_train) + conf_row``, so its
+        slice mean is exactly DoC's estimate ``acc_train - (mean conf_train - mean
+        conf_slice)``.
+        """
+        if self.null == "train_mean":
+            return np.full(X_test.shape[0], float(np.mean(y_train)))
+        if self.null == "doc":
+            shift = float(np.mean(y_train)) - float(np.mean(X_train[:, 0]))
+            return X_test[:, 0] + shift
         if self.family is None:
             atc = ATCEstimator.for_score(self.columns[0]).fit(X_train[:, 0], y_train)
             return atc.confident(X_test[:, 0]).astype(np.float64)
@@ -138,7 +168,12 @@ def _parse_method(name: str, available: Sequence[str], cv: int) -> _Method:
     if name == "default":
         # The estimator `sentinel estimate` serves, reported under its own name too.
         return replace(_parse_method(DEFAULT_METHOD, available, cv), name="default")
-    if name in _MULTI_FEATURE:
+    if name == "null_train_mean":
+        # Reads no score; one column keeps the matrices uniform.
+        method = _Method(name, (FEATURE_NAMES[0],), None, "none", cv, null="train_mean")
+    elif name.startswith("doc_") and name.removeprefix("doc_") in _DOC_SCORES:
+        method = _Method(name, (name.removeprefix("doc_"),), None, "none", cv, null="doc")
+    elif name in _MULTI_FEATURE:
         method = _Method(name, FEATURE_NAMES, _MULTI_FEATURE[name], "auto", cv)
     elif name.startswith("lr_"):
         method = _Method(name, (name.removeprefix("lr_"),), "logistic", "none", cv)
@@ -146,13 +181,23 @@ def _parse_method(name: str, available: Sequence[str], cv: int) -> _Method:
         method = _Method(name, (name.removeprefix("atc_"),), None, "none", cv)
     else:
         raise InvalidInputError(
-            "method must be lr_11d, rf_11d, mlp_11d, lr_<score> or atc_<score> with a "
-            f"known confident direction, got {name!r}"
+            "method must be lr_11d, rf_11d, mlp_11d, lr_<score>, atc_<score> with a "
+            f"known confident direction, null_train_mean or doc_<probability score> "
+            f"({', '.join(sorted(_DOC_SCORES))}), got {name!r}"
         )
     missing = [column for column in method.columns if column not in available]
     if missing:
         raise InvalidInputError(f"method {name!r} needs columns {missing} absent from scores")
     return method
+
+
+def check_methods(methods: Sequence[str], available: Sequence[str]) -> None:
+    """Raise :class:`InvalidInputError` for the first name of ``methods`` that is not a
+    protocol method over the score columns ``available`` (before any work starts)."""
+    if not methods:
+        raise InvalidInputError(f"expected at least one method, e.g. {DEFAULT_METHOD!r}, got none")
+    for name in methods:
+        _parse_method(name, available, PROTOCOL_CV)
 
 
 def _groups(n_slices: int, max_g: int) -> Iterator[tuple[int, ...]]:
@@ -305,7 +350,11 @@ def summarise_protocol(tidy: pd.DataFrame) -> pd.DataFrame:
         ``median_aee``, ``iqr_aee`` (75th minus 25th percentile over groups),
         ``median_rho``, ``n_groups``, and ``floor``: the mean over held-out rows of
         :func:`~sentinel_core.metrics.accuracy_floor` at the slice's ``n`` and observed
-        accuracy, the AEE a perfect estimator would still show.
+        accuracy, the AEE a perfect estimator would still show; ``gap_floor``,
+        ``gap_null_mean`` and ``gap_doc``: ``median_aee`` minus the floor, minus the
+        median AEE of ``null_train_mean`` and of ``doc_mean_max_prob`` at the same ``g``
+        (NaN when that null was not run). A method that does not beat the nulls shows a
+        gap at or above 0.
     """
     missing = sorted(set(TIDY_COLUMNS) - set(tidy.columns))
     if missing:
@@ -329,5 +378,10 @@ def summarise_protocol(tidy: pd.DataFrame) -> pd.DataFrame:
             "n_groups": by_g["aee"].size(),
             "floor": by_g["floor"].mean(),
         }
-    )
-    return summary.reset_index().loc[:, list(SUMMARY_COLUMNS)]
+    ).reset_index()
+    summary["gap_floor"] = summary["median_aee"] - summary["floor"]
+    for null, column in zip(NULL_METHODS, ("gap_null_mean", "gap_doc"), strict=True):
+        # NaN where the null was not run: a gap to nothing is not a zero gap.
+        reference = summary.loc[summary["method"] == null].set_index("g")["median_aee"]
+        summary[column] = summary["median_aee"] - summary["g"].map(reference)
+    return summary.loc[:, list(SUMMARY_COLUMNS)]

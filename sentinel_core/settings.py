@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     keep_prompt_text: bool = Field(
         default=False, description="Store prompt text with traces (only its hash otherwise)."
     )
+    telemetry: bool = Field(
+        default=False,
+        description="Let Prefect and MLflow send their usage telemetry to their vendors "
+        "(off: nothing is sent anywhere; tasks/__init__.py sets their opt-outs).",
+    )
     ingest_batch_size: int = Field(
         default=500, ge=1, le=100_000, description="Traces per committed ingest batch."
     )

@@ -22,6 +22,8 @@ is still reported, flagged ``too_few``.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -32,7 +34,9 @@ from scipy import stats
 from sentinel_core.errors import InvalidInputError
 
 __all__ = [
+    "MISSING_SLICE",
     "SliceEstimate",
+    "check_slice_key",
     "estimate_slices",
     "estimate_slices_with_labels",
     "ppi_mean_interval",
@@ -42,6 +46,9 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
+
+#: The slice of the traces whose metadata lacks the slice key (or holds null there).
+MISSING_SLICE: Final[str] = "(missing)"
 
 #: Largest resample matrix (resamples x slice size) drawn at once; bigger slices are
 #: bootstrapped in chunks of resamples so memory stays near 32 MB of indices.
@@ -79,6 +86,37 @@ class SliceEstimate:
     def to_dict(self) -> dict[str, Any]:
         """A flat, JSON-ready dict of the fields."""
         return asdict(self)
+
+
+def check_slice_key(metadata: Iterable[Any], key: str) -> tuple[int, int]:
+    """Check that ``key`` names slices of these traces; ``(missing, n)``.
+
+    ``metadata`` holds one mapping per trace. Returns how many of the ``n`` traces
+    lack ``key`` (or hold null there): they fall into the slice ``(missing)``.
+
+    Raises:
+        InvalidInputError: traces exist and none of them carries ``key`` (a typo in
+            ``--by``); the message lists the keys they do carry. No traces at all is
+            not an error here: there is nothing to check the key against.
+    """
+    n = missing = 0
+    carried: Counter[str] = Counter()
+    for meta in metadata:
+        n += 1
+        present = (
+            {str(k) for k, v in meta.items() if v is not None}
+            if isinstance(meta, Mapping)
+            else set()
+        )
+        carried.update(present)
+        missing += key not in present
+    if n and missing == n:
+        keys = ", ".join(f"{k} ({c})" for k, c in sorted(carried.items())) or "none"
+        raise InvalidInputError(
+            f"expected a metadata key that the traces carry, got {key!r}: none of "
+            f"the {n} traces has it; keys they carry (traces): {keys}"
+        )
+    return missing, n
 
 
 def _as_vector(name: str, values: npt.ArrayLike, *, allow_nan: bool = False) -> FloatArray:

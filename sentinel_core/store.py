@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,13 +31,14 @@ from sqlalchemy import (
     event,
     func,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from sentinel_core.errors import StoreError
+from sentinel_core.errors import MissingStoreError, StoreError
 from sentinel_core.traces import Trace
 
 #: Labelers in the order their word counts when one trace has several labels.
@@ -135,8 +136,16 @@ class BatchCounts:
     quarantine_duplicates: int
 
 
-def open_store(url: str) -> Engine:
-    """Connect to the store at ``url``, creating the SQLite file and tables on first use."""
+def open_store(url: str, *, create: bool = True) -> Engine:
+    """Connect to the store at ``url``.
+
+    With ``create`` (the commands that bring traces in: ingest, collect, demo,
+    nightly), the SQLite file, its folder and the tables are made on first use.
+    Without it (every command that reads or labels what is stored), a store that
+    does not exist is a :class:`StoreError` saying so, and nothing is created: no
+    SQLite file or folder, and no table on a server whose ``traces`` table is
+    missing. An existing store gets any table a newer version added either way.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -144,22 +153,46 @@ def open_store(url: str) -> Engine:
             f"expected a SQLAlchemy URL such as sqlite:///path/to.db or "
             f"postgresql+psycopg://user@host/db, got {url!r}"
         ) from exc
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    sqlite_file = _sqlite_file(parsed)
+    if sqlite_file is not None:
+        if create:
+            sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        elif not sqlite_file.is_file():
+            raise MissingStoreError(_no_store(parsed))
     try:
         engine = create_engine(parsed)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise StoreError(f"cannot use store URL {parsed!r}: {exc}") from exc
+    except ImportError as exc:
+        raise StoreError(
+            f"cannot use store URL {parsed!r}: its driver {parsed.drivername!r} needs the "
+            f"Python module {exc.name!r}, which is not installed"
+        ) from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     # Tables defined beside the store (the ledger, the run watermarks) register on import.
     for module in _TABLE_MODULES:
         importlib.import_module(module)
     try:
+        if not create and not sa_inspect(engine).has_table(str(TraceRow.__tablename__)):
+            engine.dispose()
+            raise MissingStoreError(_no_store(parsed))
         SQLModel.metadata.create_all(engine)
-    except OperationalError as exc:
+    except DBAPIError as exc:
+        # OperationalError (cannot connect, locked) and DatabaseError (not a database).
         raise StoreError(f"cannot open the store at {parsed!r}: {exc.orig}") from exc
     return engine
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database or another backend."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).expanduser()
+
+
+def _no_store(url: URL) -> str:
+    return f"no store at {url!r}: run `sentinel ingest` first (or give --db an existing store)"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -193,28 +226,46 @@ def write_batch(
     sources: Sequence[str],
     quarantined: Sequence[Quarantined] = (),
     dtype: str = "float32",
+    on_conflict: Callable[[int, str], Quarantined] | None = None,
 ) -> BatchCounts:
     """Store parsed traces with their scores, and quarantined lines, in one transaction.
 
-    ``scores`` has shape ``(len(traces), n_scores)``. Traces whose id is
-    already stored (or repeated inside the batch) count as duplicates.
+    ``scores`` has shape ``(len(traces), n_scores)``. A trace whose id is already stored
+    (or repeated inside the batch) with the same content hash is a duplicate; with another
+    content hash it is a conflict: ``on_conflict(index, reason)`` makes its quarantine
+    record (the reason names both hashes), so a second response under a known id is never
+    dropped silently. Without ``on_conflict`` a conflict is an error.
     """
+    conflicts: list[Quarantined] = []
     with Session(engine) as session:
         ids = [t.id for t in traces]
-        known = (
-            set(
-                session.exec(select(TraceRow.id).where(TraceRow.id.in_(ids))).all()  # type: ignore[attr-defined]
+        known: dict[str, str] = (
+            dict(
+                session.exec(
+                    select(TraceRow.id, TraceRow.content_hash).where(TraceRow.id.in_(ids))  # type: ignore[attr-defined]
+                ).all()
             )
             if ids
-            else set()
+            else {}
         )
         trace_rows: list[dict[str, Any]] = []
         feature_rows: list[dict[str, Any]] = []
         now = _now()
-        for trace, row_scores, source in zip(traces, scores, sources, strict=True):
+        for index, (trace, row_scores, source) in enumerate(
+            zip(traces, scores, sources, strict=True)
+        ):
             if trace.id in known:
+                if known[trace.id] != trace.content_hash:
+                    reason = (
+                        f"expected a new id or the stored response under id {trace.id!r} "
+                        f"(content sha256 {known[trace.id]}), got another response under that "
+                        f"id (content sha256 {trace.content_hash}): re-id it to keep both"
+                    )
+                    if on_conflict is None:
+                        raise StoreError(reason)
+                    conflicts.append(on_conflict(index, reason))
                 continue
-            known.add(trace.id)
+            known[trace.id] = trace.content_hash
             trace_rows.append(_trace_row(trace, source, dtype, now))
             feature_rows.append(
                 {
@@ -227,15 +278,16 @@ def write_batch(
         if trace_rows:
             session.execute(insert_or_skip(engine, table_of(TraceRow)), trace_rows)
             session.execute(insert_or_skip(engine, table_of(FeatureRow)), feature_rows)
-        new_quarantine = _new_quarantine_rows(session, quarantined, now)
+        every_bad = [*quarantined, *conflicts]
+        new_quarantine = _new_quarantine_rows(session, every_bad, now)
         if new_quarantine:
             session.execute(insert_or_skip(engine, table_of(QuarantineRow)), new_quarantine)
         session.commit()
     return BatchCounts(
         stored=len(trace_rows),
-        duplicates=len(traces) - len(trace_rows),
+        duplicates=len(traces) - len(trace_rows) - len(conflicts),
         quarantined=len(new_quarantine),
-        quarantine_duplicates=len(quarantined) - len(new_quarantine),
+        quarantine_duplicates=len(every_bad) - len(new_quarantine),
     )
 
 
@@ -407,6 +459,14 @@ def slice_values(metadata: pd.Series, key: str) -> NDArray[np.str_]:
         ],
         dtype=str,
     )
+
+
+def load_metadata(engine: Engine) -> list[dict[str, Any]]:
+    """The metadata of every stored trace (for checking a slice key against)."""
+    traces = table_of(TraceRow)
+    with Session(engine) as session:
+        rows = session.execute(sa_select(traces.c.metadata)).all()
+    return [r[0] or {} for r in rows]
 
 
 def iter_unlabelled(

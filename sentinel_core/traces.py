@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ from sentinel_core.errors import InvalidTraceError
 POSITIVE_LOGPROB_TOLERANCE = 1e-6
 #: The top-k probabilities of one step may not sum above 1 by more than this.
 MASS_TOLERANCE = 1e-3
+#: The dtypes the store keeps raw logprobs in; parsing validates in the one in use.
+STORED_DTYPES = frozenset({"float32", "float16"})
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -69,7 +72,9 @@ class Trace:
         return int(self.top_logprobs.shape[1])
 
 
-def parse_json_line(line: bytes | str, *, keep_prompt: bool = False) -> list[Trace]:
+def parse_json_line(
+    line: bytes | str, *, keep_prompt: bool = False, dtype: str = "float32"
+) -> list[Trace]:
     """Parse one JSON line into its traces (one per choice)."""
     try:
         obj = orjson.loads(line)
@@ -77,15 +82,24 @@ def parse_json_line(line: bytes | str, *, keep_prompt: bool = False) -> list[Tra
         raise InvalidTraceError(
             f"expected one JSON object per line, got invalid JSON: {exc}"
         ) from exc
-    return parse_record(obj, keep_prompt=keep_prompt)
+    return parse_record(obj, keep_prompt=keep_prompt, dtype=dtype)
 
 
-def parse_record(obj: object, *, keep_prompt: bool = False) -> list[Trace]:
+def parse_record(obj: object, *, keep_prompt: bool = False, dtype: str = "float32") -> list[Trace]:
     """Parse a wrapper, chat.completion or legacy completion object into traces.
 
     The prompt text is kept only with ``keep_prompt=True``; its SHA-256 is
-    always kept so that responses to one prompt can be grouped.
+    always kept so that responses to one prompt can be grouped. Logprobs are
+    validated in ``dtype``, the dtype the store keeps them in (``float32`` or
+    ``float16``): a value that the store would turn into ``-inf``, or whose
+    underflow to 0 would change the step's distribution, is rejected here,
+    and the trace carries the values as stored, so features are computed on
+    what the store holds.
     """
+    if dtype not in STORED_DTYPES:
+        raise InvalidTraceError(
+            f"expected a stored dtype in {sorted(STORED_DTYPES)}, got {dtype!r}"
+        )
     if not isinstance(obj, Mapping):
         raise InvalidTraceError(f"expected a JSON object, got {type(obj).__name__}")
     if "response" in obj:
@@ -103,11 +117,11 @@ def parse_record(obj: object, *, keep_prompt: bool = False) -> list[Trace]:
             "expected a chat.completion / completion object (with 'choices') or a wrapper "
             f"(with 'response'), got an object with keys {sorted(obj)[:8]}"
         )
-    return _parse_response(response, wrapper, keep_prompt=keep_prompt)
+    return _parse_response(response, wrapper, keep_prompt=keep_prompt, dtype=dtype)
 
 
 def _parse_response(
-    response: Mapping[str, Any], wrapper: Mapping[str, Any], *, keep_prompt: bool
+    response: Mapping[str, Any], wrapper: Mapping[str, Any], *, keep_prompt: bool, dtype: str
 ) -> list[Trace]:
     model = wrapper.get("model") or response.get("model")
     if not isinstance(model, str) or not model:
@@ -132,7 +146,7 @@ def _parse_response(
             raise InvalidTraceError(
                 f"expected choices[{position}] to be an object, got {type(choice).__name__}"
             )
-        text, top, chosen, resorted = _parse_choice(choice, position)
+        text, top, chosen, resorted = _parse_choice(choice, position, dtype)
         content_hash = _content_hash(model, prompt_hash, text, chosen)
         if base_id is None:
             trace_id = f"sha256:{content_hash[:40]}"
@@ -158,7 +172,7 @@ def _parse_response(
 
 
 def _parse_choice(
-    choice: Mapping[str, Any], position: int
+    choice: Mapping[str, Any], position: int, dtype: str
 ) -> tuple[str, NDArray[np.float32], NDArray[np.float32], bool]:
     where = f"choices[{position}]"
     logprobs = choice.get("logprobs")
@@ -181,8 +195,8 @@ def _parse_choice(
         )
     if not isinstance(text, str):
         text = ""
-    top, resorted = _validated_top(rows, where)
-    chosen_arr = _validated_chosen(chosen, where)
+    top, resorted = _validated_top(rows, where, dtype)
+    chosen_arr = _validated_chosen(chosen, where, dtype)
     return text, top, chosen_arr, resorted
 
 
@@ -231,7 +245,9 @@ def _sort_key(value: Any) -> float:
     return value if isinstance(value, int | float) else -math.inf
 
 
-def _validated_top(rows: list[list[Any]], where: str) -> tuple[NDArray[np.float32], bool]:
+def _validated_top(
+    rows: list[list[Any]], where: str, dtype: str
+) -> tuple[NDArray[np.float32], bool]:
     widths = {len(row) for row in rows}
     if len(widths) != 1:
         first = len(rows[0])
@@ -245,13 +261,7 @@ def _validated_top(rows: list[list[Any]], where: str) -> tuple[NDArray[np.float3
             f"expected k >= 1 top_logprobs per step in {where} (request with top_logprobs=k), "
             "got k = 0"
         )
-    try:
-        top = np.array(rows, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidTraceError(
-            f"expected numeric top_logprobs in {where}, got a value that is not a number, "
-            f"so the top-k list cannot be sorted: {exc}"
-        ) from exc
+    top = _numbers(rows, f"{where} top_logprobs")
     _check_logprob_values(top, f"{where} top_logprobs")
     np.minimum(top, 0.0, out=top)
     mass = np.exp(top).sum(axis=1)
@@ -265,20 +275,71 @@ def _validated_top(rows: list[list[Any]], where: str) -> tuple[NDArray[np.float3
     if resorted:
         # Order carries no information for the entropy; a shuffled list is sorted, not lost.
         top = -np.sort(-top, axis=1)
-    return top.astype(np.float32), resorted
-
-
-def _validated_chosen(chosen: list[Any], where: str) -> NDArray[np.float32]:
-    try:
-        arr = np.array(chosen, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    stored = _as_stored(top, dtype, f"{where} top_logprobs")
+    # Rounding to the stored dtype (a logprob near 0 underflowing to 0 is a probability of 1)
+    # must leave a proper distribution: check the mass again on the values the store keeps.
+    stored_mass = np.exp(stored.astype(np.float64)).sum(axis=1)
+    if stored_mass.max() > 1.0 + MASS_TOLERANCE:
+        step = int(stored_mass.argmax())
         raise InvalidTraceError(
-            f"expected a numeric 'logprob' at every step of {where}, got {exc}"
-        ) from exc
+            f"expected top-k probabilities that still sum to at most 1 once stored as {dtype}, "
+            f"got {stored_mass[step]:.4f} at step {step} of {where} (rounding or underflow to 0)"
+        )
+    return stored.astype(np.float32), resorted
+
+
+def _validated_chosen(chosen: list[Any], where: str, dtype: str) -> NDArray[np.float32]:
+    arr = _numbers(chosen, f"{where} chosen-token logprob")
     if arr.ndim != 1:
         raise InvalidTraceError(f"expected one numeric 'logprob' per step of {where}")
     _check_logprob_values(arr, f"{where} chosen-token logprob")
-    return np.minimum(arr, 0.0).astype(np.float32)
+    stored = _as_stored(np.minimum(arr, 0.0), dtype, f"{where} chosen-token logprob")
+    return stored.astype(np.float32)
+
+
+def _numbers(values: list[Any], what: str) -> NDArray[np.float64]:
+    """``values`` as float64, only if every one is a JSON number (or null, reported later).
+
+    ``np.array(..., dtype=float)`` would read the string ``"-0.5"`` as a number; the wire
+    format has numbers, so a string is a malformed response, not a logprob.
+    """
+    try:
+        arr = np.asarray(values)
+    except ValueError:  # a list where a number belongs: the array would be ragged
+        arr = np.empty(0, dtype=object)
+    if arr.dtype.kind in "iuf":
+        return arr.astype(np.float64, copy=False)
+    # Slow path, only for a malformed response: find the first value that is not a number.
+    # null (None) is reported as such by _check_logprob_values.
+    for step, row in enumerate(values):
+        for value in row if isinstance(row, list) else [row]:
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                kind = {str: "string", bool: "boolean"}.get(type(value), type(value).__name__)
+                raise InvalidTraceError(
+                    f"expected JSON numbers as log-probabilities in {what}, got {kind} "
+                    f"{_short(value)} at step {step}"
+                )
+    try:
+        return np.array(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidTraceError(
+            f"expected log-probabilities that fit a float64, got {exc} in {what}"
+        ) from exc
+
+
+def _as_stored(values: NDArray[np.float64], dtype: str, what: str) -> NDArray[Any]:
+    """``values`` cast to the store's ``dtype``; a value that would overflow to -inf is an error."""
+    lowest = float(np.finfo(dtype).min)
+    if values.size and values.min() < lowest:
+        index = np.unravel_index(int(values.argmin()), values.shape)
+        raise InvalidTraceError(
+            f"expected log-probabilities >= {lowest:.6g} (the lowest the store's {dtype} can "
+            f"hold), got {float(values[index])!r} at step {index[0]} of {what}: it would be stored "
+            "as -inf"
+        )
+    return values.astype(dtype)
 
 
 def _check_logprob_values(values: NDArray[np.float64], what: str) -> None:
@@ -294,7 +355,8 @@ def _check_logprob_values(values: NDArray[np.float64], what: str) -> None:
     if high > POSITIVE_LOGPROB_TOLERANCE:
         step = int(np.argwhere(values == high)[0][0])
         raise InvalidTraceError(
-            f"expected log-probabilities <= 0 in {what}, got positive {high!r} at step {step}"
+            f"expected log-probabilities <= 0 in {what}, got positive {float(high)!r} "
+            f"at step {step}"
         )
 
 
@@ -361,3 +423,80 @@ def stack_traces(
     flat_top = np.concatenate([t.top_logprobs for t in traces])
     flat_chosen = np.concatenate([t.chosen_logprobs for t in traces])
     return flat_top, flat_chosen, lengths
+
+
+#: Keys whose value is request text (the wrapper's prompt, a chat request's messages, a
+#: responses-API input); quarantine keeps their SHA-256 instead unless prompts are kept.
+PROMPT_KEYS: tuple[str, ...] = ("prompt", "messages", "input")
+_PROMPT_KEY = re.compile(rb'"(' + b"|".join(k.encode() for k in PROMPT_KEYS) + rb')"\s*:\s*')
+
+
+def redact_prompts(raw: bytes) -> bytes:
+    """``raw`` with the value of every prompt key replaced by ``"sha256:<hex>"``.
+
+    Works on text, not on parsed JSON, so it also covers the lines quarantine exists for:
+    invalid or truncated JSON. A value whose end cannot be found (the line breaks inside
+    it) is replaced up to the end of the line. A string value hashes like the stored
+    ``prompt_hash`` (SHA-256 of its text), anything else hashes its JSON bytes.
+    """
+    parts: list[bytes] = []
+    position = 0
+    for match in _PROMPT_KEY.finditer(raw):
+        start = match.end()
+        if start < position:  # a key inside a value already replaced
+            continue
+        end = _json_value_end(raw, start)
+        value = raw[start:end] if end is not None else raw[start:]
+        parts += [raw[position:start], b'"sha256:', _value_hash(value).encode(), b'"']
+        if end is None:
+            return b"".join(parts) + b" <rest of the line redacted: it breaks inside a prompt>"
+        position = end
+    return b"".join(parts) + raw[position:] if parts else raw
+
+
+def _value_hash(value: bytes) -> str:
+    try:
+        decoded = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return hashlib.sha256(value).hexdigest()
+    return _hash_prompt(decoded)
+
+
+def _json_value_end(raw: bytes, start: int) -> int | None:
+    """The index just past the JSON value that starts at ``start``, or None if it never ends."""
+    if start >= len(raw):
+        return None
+    opener = raw[start : start + 1]
+    if opener == b'"':
+        i = start + 1
+        while i < len(raw):
+            char = raw[i : i + 1]
+            if char == b"\\":
+                i += 2
+                continue
+            if char == b'"':
+                return i + 1
+            i += 1
+        return None
+    if opener in (b"[", b"{"):
+        depth, i, in_string = 0, start, False
+        while i < len(raw):
+            char = raw[i : i + 1]
+            if in_string:
+                if char == b"\\":
+                    i += 1
+                elif char == b'"':
+                    in_string = False
+            elif char == b'"':
+                in_string = True
+            elif char in (b"[", b"{"):
+                depth += 1
+            elif char in (b"]", b"}"):
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+            i += 1
+        return None
+    # A number, true, false or null: up to the next delimiter.
+    match = re.compile(rb"[,}\]\s]").search(raw, start)
+    return match.start() if match else len(raw)

@@ -221,4 +221,7 @@ def test_the_cli_plans_runs_and_reports_a_campaign(tmp_path: Path) -> None:
     assert sum(s["labelled"] for s in payload["slices"].values()) == 6
     wrong = run_cli(tmp_path, "campaign", "run", "cli", "--labeler", "human")
     assert wrong.returncode == 2
-    assert "expected --labeler to be one of exact, judge, label-studio, got 'human'" in wrong.stderr
+    assert wrong.stderr.splitlines() == [
+        "error: Invalid value for '--labeler': 'human' is not one of 'exact', 'judge', "
+        "'label-studio'. (see `sentinel campaign run --help`)"
+    ]

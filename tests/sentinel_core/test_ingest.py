@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -14,7 +15,7 @@ from sqlmodel import Session, select
 from sentinel_core.corpus import iter_sample_records
 from sentinel_core.errors import InvalidInputError
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION, entropy_profile
-from sentinel_core.ingest import ingest_file, ingest_records
+from sentinel_core.ingest import DamagedFileError, ingest_file, ingest_records
 from sentinel_core.store import (
     FeatureRow,
     QuarantineRow,
@@ -172,3 +173,82 @@ def test_the_collected_corpus_ingests_with_twenty_alternatives_per_token(engine:
     # Every one of the 14 benchmarks is there, with right and wrong answers overall.
     assert len({r["metadata"]["benchmark"] for r, _ in pairs}) == 14
     assert 0 < sum(label for _, label in pairs) < len(pairs)
+
+
+def test_a_second_response_under_a_known_id_is_quarantined_naming_both_hashes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    first = wrapper(chat_completion(text="first answer"), trace_id="same-id", benchmark="a")
+    other = wrapper(chat_completion(text="another answer"), trace_id="same-id", benchmark="b")
+    path = write_jsonl(tmp_path / "conflict.jsonl", [first, first, other])
+    report = ingest_file(engine, path)
+    assert (report.read, report.stored, report.quarantined, report.duplicates) == (3, 1, 1, 1)
+    with Session(engine) as session:
+        (row,) = session.exec(select(QuarantineRow)).all()
+        stored = session.exec(select(TraceRow)).one()
+    assert row.line_no == 3
+    assert "another response under that id" in row.reason
+    assert stored.content_hash in row.reason
+    assert row.reason.count("sha256") == 2
+    assert '"another answer"' in row.raw  # kept whole (prompt hashed) so it can be re-id'd
+    assert '"prompt":"sha256:' in row.raw
+    # Against the store too, from another file: still a conflict, never a silent duplicate.
+    later = ingest_records(engine, [other], source="later")
+    assert (later.stored, later.quarantined, later.duplicates) == (0, 1, 0)
+    again = ingest_file(engine, path)
+    assert (again.stored, again.quarantined, again.duplicates) == (0, 0, 3)
+
+
+def test_a_utf8_bom_on_the_first_line_is_dropped(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(real_lines()[:2]) + b"\n")
+    report = ingest_file(engine, path)
+    assert (report.read, report.stored, report.quarantined) == (2, 2, 0)
+
+
+def test_a_plain_file_cut_inside_its_last_line_stores_the_lines_before(
+    engine: Engine, tmp_path: Path
+) -> None:
+    lines = real_lines()[:3]
+    path = tmp_path / "cut.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n" + lines[3 % len(lines)][:5000])
+    with pytest.raises(DamagedFileError) as info:
+        ingest_file(engine, path)
+    assert "ends inside line 4" in str(info.value)
+    assert (info.value.report.read, info.value.report.stored) == (3, 3)
+    assert count_rows(engine)["quarantine"] == 0  # a cut line is not a bad line: rerun later
+
+
+def test_a_last_line_without_newline_that_is_whole_is_stored(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "no-newline.jsonl"
+    path.write_bytes(b"\n".join(real_lines()[:2]))
+    assert ingest_file(engine, path).stored == 2
+
+
+def test_a_trace_the_featuriser_refuses_costs_only_itself(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sentinel_core.ingest as ingest_module
+
+    real_score = ingest_module.score_traces
+
+    def refusing(traces: list[Any]) -> Any:
+        if any(t.id == "poison" for t in traces):
+            raise InvalidInputError("trace 3: top_logprobs hold -inf")
+        return real_score(traces)
+
+    monkeypatch.setattr(ingest_module, "score_traces", refusing)
+    records = [
+        wrapper(chat_completion(seed=i), trace_id=name, benchmark="a")
+        for i, name in enumerate(["a", "b", "poison", "c"])
+    ]
+    path = write_jsonl(tmp_path / "poison.jsonl", records)
+    report = ingest_file(engine, path)
+    assert (report.read, report.stored, report.quarantined) == (4, 3, 1)
+    with Session(engine) as session:
+        (row,) = session.exec(select(QuarantineRow)).all()
+    assert row.line_no == 3
+    assert "featuriser" in row.reason
+    assert '"id":"poison"' in row.raw

@@ -54,12 +54,60 @@ def expected_rows_per_method(n_slices: int, max_g: int) -> int:
     return sum(comb(n_slices, g) * (n_slices - g) for g in range(1, max_g + 1))
 
 
-def test_default_methods_are_default_three_profiles_every_single_score_and_three_atcs() -> None:
+def test_default_methods_are_default_three_profiles_every_single_score_three_atcs_two_nulls() -> (
+    None
+):
     methods = default_methods()
     assert methods[:4] == ("default", "lr_11d", "rf_11d", "mlp_11d")
-    assert methods[-3:] == ("atc_H_max", "atc_seq_loglik", "atc_H_sea")
-    assert set(methods[4:-3]) == {f"lr_{name}" for name in (*FEATURE_NAMES, *BASELINE_NAMES)}
-    assert len(methods) == 1 + 3 + 20 + 3
+    assert methods[-5:] == (
+        "atc_H_max",
+        "atc_seq_loglik",
+        "atc_H_sea",
+        "null_train_mean",
+        "doc_mean_max_prob",
+    )
+    assert set(methods[4:-5]) == {f"lr_{name}" for name in (*FEATURE_NAMES, *BASELINE_NAMES)}
+    assert len(methods) == 1 + 3 + 20 + 3 + 2
+
+
+def test_the_train_mean_null_gives_every_held_out_slice_the_training_accuracy() -> None:
+    scores, y, slices = make_traces()
+    tidy = run_group_protocol(scores, y, slices, max_g=1, methods=["null_train_mean"])
+    keys = np.asarray(slices).astype(str)
+    for row in tidy.itertuples(index=False):
+        train = keys == row.group
+        assert row.estimate == pytest.approx(np.asarray(y, dtype=float)[train].mean())
+
+
+def test_doc_shifts_the_training_accuracy_by_the_change_in_mean_confidence() -> None:
+    scores, y, slices = make_traces()
+    tidy = run_group_protocol(scores, y, slices, max_g=1, methods=["doc_mean_max_prob"])
+    keys, labels = np.asarray(slices).astype(str), np.asarray(y, dtype=float)
+    confidence = scores["mean_max_prob"].to_numpy()
+    for row in tidy.itertuples(index=False):
+        train, test = keys == row.group, keys == row.slice
+        expected = labels[train].mean() - (confidence[train].mean() - confidence[test].mean())
+        assert row.estimate == pytest.approx(expected)
+
+
+def test_the_summary_gives_every_method_its_gap_to_both_nulls_and_the_floor() -> None:
+    scores, y, slices = make_traces()
+    methods = ["lr_H_max", "null_train_mean", "doc_mean_max_prob"]
+    summary = summarise_protocol(run_group_protocol(scores, y, slices, max_g=2, methods=methods))
+    for row in summary.itertuples(index=False):
+        null = summary[(summary["method"] == "null_train_mean") & (summary["g"] == row.g)]
+        doc = summary[(summary["method"] == "doc_mean_max_prob") & (summary["g"] == row.g)]
+        assert row.gap_null_mean == pytest.approx(row.median_aee - null["median_aee"].item())
+        assert row.gap_doc == pytest.approx(row.median_aee - doc["median_aee"].item())
+        assert row.gap_floor == pytest.approx(row.median_aee - row.floor)
+    alone = summarise_protocol(run_group_protocol(scores, y, slices, max_g=1, methods=["lr_H_max"]))
+    assert alone["gap_null_mean"].isna().all()  # no null run: no gap, not a zero gap
+
+
+def test_an_unknown_doc_score_is_refused_naming_the_accepted_ones() -> None:
+    scores, y, slices = make_traces()
+    with pytest.raises(InvalidInputError, match="doc_<probability score> \\(mean_max_prob\\)"):
+        run_group_protocol(scores, y, slices, max_g=1, methods=["doc_H_max"])
 
 
 def test_the_default_method_reports_exactly_what_its_underlying_method_does() -> None:

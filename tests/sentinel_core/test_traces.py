@@ -149,7 +149,53 @@ def test_k_that_changes_between_steps_is_rejected_naming_both_values() -> None:
 
 
 def test_a_top_k_list_that_cannot_be_sorted_is_rejected() -> None:
-    assert "cannot be sorted" in _reason(_with_step("logprob", "high"))
+    assert "got string 'high'" in _reason(_with_step("logprob", "high"))
+
+
+@pytest.mark.parametrize("value", ["-0.5", "high", [-0.5], {"v": -0.5}])
+def test_a_logprob_that_is_not_a_json_number_is_rejected_even_when_it_reads_as_one(
+    value: object,
+) -> None:
+    reason = _reason(_with_step("logprob", value))
+    assert reason.startswith("expected JSON numbers as log-probabilities")
+    assert "at step 1" in reason
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "lowest"),
+    [(-1e308, "float32", "-3.40282e+38"), (-70000.0, "float16", "-65504"), (-1e39, "float32", "")],
+)
+def test_a_logprob_the_stored_dtype_would_turn_into_minus_infinity_is_rejected(
+    value: float, dtype: str, lowest: str
+) -> None:
+    body = chat_completion(generated_top_logprobs(3, k=4, seed=2))
+    body["choices"][0]["logprobs"]["content"][1]["top_logprobs"][3]["logprob"] = value
+    with pytest.raises(InvalidTraceError) as info:
+        parse_record(body, dtype=dtype)
+    assert f"the lowest the store's {dtype} can hold" in str(info.value)
+    assert lowest in str(info.value)
+    assert "would be stored as -inf" in str(info.value)
+
+
+def test_the_same_value_is_accepted_when_the_stored_dtype_holds_it() -> None:
+    body = chat_completion(generated_top_logprobs(3, k=4, seed=2))
+    body["choices"][0]["logprobs"]["content"][1]["top_logprobs"][3]["logprob"] = -70000.0
+    (trace,) = parse_record(body, dtype="float32")
+    assert trace.top_logprobs[1, 3] == np.float32(-70000.0)
+
+
+def test_a_trace_carries_its_logprobs_as_the_store_keeps_them() -> None:
+    top = generated_top_logprobs(5, k=4, seed=3)
+    (as16,) = parse_record(chat_completion(top), dtype="float16")
+    np.testing.assert_array_equal(as16.top_logprobs, top.astype(np.float16).astype(np.float32))
+
+
+def test_a_tiny_logprob_that_underflows_to_zero_keeps_a_proper_distribution() -> None:
+    # -1e-9 is p = 1 - 1e-9; stored as float16 it is exactly 0 (p = 1): the entropy of the step
+    # moves by about 2e-8 nats, so the trace is kept, as stored.
+    top = np.log(np.array([[1.0 - 1e-9, 1e-12, 1e-13, 1e-14]]))
+    (trace,) = parse_record(chat_completion(top), dtype="float16")
+    assert trace.top_logprobs[0, 0] == 0.0
 
 
 def test_probabilities_summing_above_one_are_rejected() -> None:

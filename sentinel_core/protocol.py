@@ -15,6 +15,9 @@ Methods (names exactly as below; :func:`default_methods` lists them all):
   and every baseline score;
 - ``atc_H_max``, ``atc_seq_loglik``, ``atc_H_sea``: ATC on one score (any
   ``atc_<score>`` with a known confident direction is accepted);
+- ``soft_atc_<score>``: soft ATC (:mod:`sentinel_core.soft_atc`), ATC with a logistic
+  ramp whose width is chosen by leave-one-slice-out error on the training slices, so
+  ``P(correct)`` has a spread (not in the default list: pass it by name);
 - the honest nulls every method must beat: ``null_train_mean`` predicts the training
   slices' mean accuracy for every slice (AEBench, Sanyal et al. 2024, found this null
   within 0.01 of ATC), and ``doc_mean_max_prob``, difference of confidences (Guillory
@@ -57,6 +60,7 @@ from sentinel_core.estimator import (
 )
 from sentinel_core.features import BASELINE_NAMES, FEATURE_NAMES
 from sentinel_core.metrics import accuracy_floor
+from sentinel_core.soft_atc import SoftATC
 
 __all__ = [
     "PROTOCOL_CV",
@@ -138,14 +142,24 @@ class _Method:
     calibration: Calibration
     cv: int  # calibration folds of the EntropyEstimator
     null: str | None = None  # "train_mean" or "doc" for the nulls
+    soft: bool = False  # soft ATC (sentinel_core.soft_atc), chooses its width by slice
 
-    def predict(self, X_train: FloatArray, y_train: FloatArray, X_test: FloatArray) -> FloatArray:
+    def predict(
+        self,
+        X_train: FloatArray,
+        y_train: FloatArray,
+        X_test: FloatArray,
+        groups: npt.NDArray[np.str_] | None = None,
+    ) -> FloatArray:
         """Fit on ``(n_train, d)`` and return per-row ``P(correct)`` for ``(n_test, d)``.
 
         For DoC the per-row value is ``acc_train - mean(conf_train) + conf_row``, so its
         slice mean is exactly DoC's estimate ``acc_train - (mean conf_train - mean
         conf_slice)``.
         """
+        if self.soft:
+            soft = SoftATC(CONFIDENT_DIRECTION[self.columns[0]])
+            return soft.fit(X_train[:, 0], y_train, groups=groups).predict(X_test[:, 0])
         if self.null == "train_mean":
             return np.full(X_test.shape[0], float(np.mean(y_train)))
         if self.null == "doc":
@@ -177,12 +191,15 @@ def _parse_method(name: str, available: Sequence[str], cv: int) -> _Method:
         method = _Method(name, FEATURE_NAMES, _MULTI_FEATURE[name], "auto", cv)
     elif name.startswith("lr_"):
         method = _Method(name, (name.removeprefix("lr_"),), "logistic", "none", cv)
+    elif name.startswith("soft_atc_") and name.removeprefix("soft_atc_") in CONFIDENT_DIRECTION:
+        method = _Method(name, (name.removeprefix("soft_atc_"),), None, "none", cv, soft=True)
     elif name.startswith("atc_") and name.removeprefix("atc_") in CONFIDENT_DIRECTION:
         method = _Method(name, (name.removeprefix("atc_"),), None, "none", cv)
     else:
         raise InvalidInputError(
-            "method must be lr_11d, rf_11d, mlp_11d, lr_<score>, atc_<score> with a "
-            f"known confident direction, null_train_mean or doc_<probability score> "
+            "method must be lr_11d, rf_11d, mlp_11d, lr_<score>, atc_<score> or "
+            "soft_atc_<score> with a known confident direction, null_train_mean or "
+            f"doc_<probability score> "
             f"({', '.join(sorted(_DOC_SCORES))}), got {name!r}"
         )
     missing = [column for column in method.columns if column not in available]
@@ -253,7 +270,9 @@ class _SliceTable:
         """Train ``method`` on ``group``'s slices; append one row per held-out slice."""
         train = np.isin(self.inverse, group)
         held_out = np.setdiff1d(np.arange(self.names.size), group)
-        p = method.predict(X[train], self.labels[train], X[~train])
+        p = method.predict(
+            X[train], self.labels[train], X[~train], groups=self.names[self.inverse[train]]
+        )
         sums = np.bincount(self.inverse[~train], weights=p, minlength=self.names.size)
         rows["method"].extend([method.name] * held_out.size)
         rows["g"].extend([len(group)] * held_out.size)

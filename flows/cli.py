@@ -344,7 +344,11 @@ def _train(
     balanced: bool,
     force: bool = False,
 ) -> None:
-    from sentinel_core.estimator import estimate_held_out_calibration_error, make_estimator
+    from sentinel_core.estimator import (
+        estimate_held_out_calibration_error,
+        fit_estimator,
+        make_estimator,
+    )
     from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
     from sentinel_core.metrics import auroc, brier, ece
     from tasks.registry import register_estimator
@@ -379,7 +383,7 @@ def _train(
         return make_estimator(method, search=False, **params)
 
     with console.status(f"fitting {method} on {len(y)} labelled traces"):
-        estimator.fit(X, y)
+        fit_estimator(estimator, X, y, groups=labelled["slice"].to_numpy())
         held_out = estimate_held_out_calibration_error(
             X, y, labelled["slice"].to_numpy(), estimator_factory=factory
         )

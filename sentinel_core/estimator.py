@@ -44,6 +44,7 @@ from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from sentinel_core.errors import InvalidInputError, NotFittedError
 from sentinel_core.features import FEATURE_NAMES
+from sentinel_core.soft_atc import SoftATC
 
 __all__ = [
     "CONFIDENT_DIRECTION",
@@ -59,6 +60,7 @@ __all__ = [
     "Family",
     "ProbabilisticClassifier",
     "estimate_held_out_calibration_error",
+    "fit_estimator",
     "make_estimator",
 ]
 
@@ -529,20 +531,31 @@ def estimate_held_out_calibration_error(
 class ATCClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """ATC on one column of the feature matrix, served like any scikit-learn classifier.
 
-    The instance-level output of ATC is a hard decision: ``predict_proba`` gives 1 for a
-    response on the confident side of the threshold, 0 otherwise, so the slice mean of
-    ``P(correct)`` is exactly ATC's estimate and prediction-powered inference corrects it
-    with labels like any other predictor. ``score`` names the column among
-    ``feature_names`` (the columns the matrix holds, METHOD order by default).
+    With ``soft=False`` the instance-level output of ATC is a hard decision:
+    ``predict_proba`` gives 1 for a response on the confident side of the threshold, 0
+    otherwise, so the slice mean of ``P(correct)`` is exactly ATC's estimate. With
+    ``soft=True`` (the default method, ``soft_atc_H_max``) it is soft ATC
+    (:mod:`sentinel_core.soft_atc`): the same equation with a logistic ramp whose width
+    the training slices choose (``fit(X, y, groups=slices)``), so ``P(correct)`` has a
+    spread and its slice mean is still the slice estimate. Prediction-powered inference
+    corrects either with labels like any other predictor. ``score`` names the column
+    among ``feature_names`` (the columns the matrix holds, METHOD order by default).
 
-    This is the project's default estimator because the group protocol measured it
-    best on the real traces (``docs/results.md``); the paper's calibrated classifier is
-    :class:`EntropyEstimator`, selectable by method name.
+    The default estimator is soft ATC on H_max because the group protocol measured it
+    as accurate per slice as ATC on the real traces, with a per-response spread
+    (``docs/results.md``); the paper's calibrated classifier is :class:`EntropyEstimator`,
+    selectable by method name.
     """
 
-    def __init__(self, score: str = "H_max", feature_names: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        score: str = "H_max",
+        feature_names: tuple[str, ...] | None = None,
+        soft: bool = False,
+    ) -> None:
         self.score = score
         self.feature_names = feature_names
+        self.soft = soft
 
     def _column(self) -> int:
         names = FEATURE_NAMES if self.feature_names is None else tuple(self.feature_names)
@@ -550,33 +563,44 @@ class ATCClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             raise InvalidInputError(f"score must be one of {list(names)}, got {self.score!r}")
         return names.index(self.score)
 
-    def fit(self, X: Any, y: Any) -> ATCClassifier:
-        """Fit the threshold on the ``score`` column of ``X`` ``(n, d)`` and 0/1 ``y`` ``(n,)``."""
+    def fit(self, X: Any, y: Any, groups: Any = None) -> ATCClassifier:
+        """Fit on the ``score`` column of ``X`` ``(n, d)`` and 0/1 ``y`` ``(n,)``.
+
+        ``groups`` (each response's slice) lets soft ATC choose its ramp width by
+        leave-one-slice-out error; hard ATC ignores it.
+        """
         X, y = validate_data(self, X, y)
         check_classification_targets(y)
         self.classes_ = np.array([0, 1])
-        self.atc_ = ATCEstimator.for_score(self.score).fit(X[:, self._column()], y)
+        column = X[:, self._column()]
+        self.atc_ = ATCEstimator.for_score(self.score).fit(column, y)
+        if self.soft:
+            self.soft_atc_ = SoftATC(CONFIDENT_DIRECTION[self.score]).fit(column, y, groups)
         return self
 
     def predict_proba(self, X: Any) -> FloatArray:
-        """``(n, 2)``: column 1 is 1.0 on the confident side of the threshold, else 0.0."""
+        """``(n, 2)``: column 1 is ``P(correct)`` (0/1 for hard ATC)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
-        confident = self.atc_.confident(X[:, self._column()]).astype(np.float64)
-        return np.column_stack([1.0 - confident, confident])
+        column = X[:, self._column()]
+        if self.soft:
+            correct = self.soft_atc_.predict(column)
+        else:
+            correct = self.atc_.confident(column).astype(np.float64)
+        return np.column_stack([1.0 - correct, correct])
 
     def predict_correct_proba(self, X: Any) -> FloatArray:
         """``P(correct)`` per row, shape ``(n,)``."""
         return self.predict_proba(X)[:, 1]
 
     def predict(self, X: Any) -> npt.NDArray[Any]:
-        """1 on the confident side, 0 otherwise, shape ``(n,)``."""
+        """1 where ``P(correct) > 0.5``, 0 otherwise, shape ``(n,)``."""
         return (self.predict_correct_proba(X) > 0.5).astype(np.int64)
 
 
 #: The method ``sentinel train`` and ``sentinel estimate`` use unless told otherwise,
 #: chosen by the group protocol on the real traces (docs/results.md).
-DEFAULT_METHOD: Final[str] = "atc_H_max"
+DEFAULT_METHOD: Final[str] = "soft_atc_H_max"
 #: Methods that can be trained and served over the 11-d profile.
 SERVABLE_METHODS: Final[tuple[str, ...]] = (
     "default",
@@ -586,6 +610,8 @@ SERVABLE_METHODS: Final[tuple[str, ...]] = (
     "atc_H_max",
     "atc_H_mean",
     "atc_H_sea",
+    "soft_atc_H_max",
+    "soft_atc_H_sea",
 )
 
 
@@ -608,6 +634,17 @@ def make_estimator(
             search=search,
             random_state=random_state,
         )
+    if name.startswith("soft_atc_") and name in SERVABLE_METHODS:
+        return ATCClassifier(score=name.removeprefix("soft_atc_"), soft=True)
     if name.startswith("atc_") and name in SERVABLE_METHODS:
         return ATCClassifier(score=name.removeprefix("atc_"))
     raise InvalidInputError(f"method must be one of {list(SERVABLE_METHODS)}, got {method!r}")
+
+
+def fit_estimator(
+    estimator: EntropyEstimator | ATCClassifier, X: Any, y: Any, groups: Any = None
+) -> EntropyEstimator | ATCClassifier:
+    """Fit any servable estimator; ``groups`` (each row's slice) goes where it is used."""
+    if isinstance(estimator, ATCClassifier):
+        return estimator.fit(X, y, groups=groups)
+    return estimator.fit(X, y)

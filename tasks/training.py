@@ -23,6 +23,7 @@ from sentinel_core.estimator import (
     ATCClassifier,
     EntropyEstimator,
     estimate_held_out_calibration_error,
+    fit_estimator,
     make_estimator,
 )
 from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
@@ -135,7 +136,9 @@ def fit_challenger(
     """Fit and calibrate the challenger on the supervision set; its held-out slice error."""
     frame = labelled_frame(settings, by).set_index("trace_id").loc[trace_ids]
     X, y = frame[list(FEATURE_NAMES)], frame["label"].to_numpy().astype(int)
-    estimator = make_estimator(method, random_state=settings.seed).fit(X, y)
+    estimator = fit_estimator(
+        make_estimator(method, random_state=settings.seed), X, y, groups=frame["slice"].to_numpy()
+    )
     held_out = estimate_held_out_calibration_error(
         X,
         y,

@@ -47,8 +47,8 @@ def test_atc_classifier_on_the_source_reproduces_the_source_accuracy() -> None:
 
 
 def test_atc_classifier_clones_with_its_parameters() -> None:
-    original = ATCClassifier(score="H_sea")
-    assert clone(original).get_params() == {"score": "H_sea", "feature_names": None}
+    original = ATCClassifier(score="H_sea", soft=True)
+    assert clone(original).get_params() == {"score": "H_sea", "feature_names": None, "soft": True}
 
 
 def test_an_unknown_score_column_is_refused_naming_the_choices() -> None:
@@ -62,7 +62,22 @@ def test_make_estimator_maps_every_servable_method() -> None:
     assert isinstance(built["lr_11d"], EntropyEstimator)
     assert built["rf_11d"].get_params()["family"] == "forest"
     assert isinstance(built["atc_H_max"], ATCClassifier)
-    assert type(built["default"]) is type(make_estimator(DEFAULT_METHOD))
+    assert built["soft_atc_H_max"].get_params()["soft"] is True
+    assert built["default"].get_params() == make_estimator(DEFAULT_METHOD).get_params()
+
+
+def test_the_default_is_soft_atc_on_h_max_with_a_spread_and_atcs_slice_estimate() -> None:
+    X, y = _generated()
+    groups = np.repeat(np.array(list("abcdefgh")), len(y) // 8)
+    served = make_estimator("default").fit(X, y, groups=groups)
+    p = served.predict_correct_proba(X)
+    assert DEFAULT_METHOD == "soft_atc_H_max"
+    # ATC's equation holds for the soft ramp: on the training data, mean P = accuracy.
+    assert p.mean() == pytest.approx(y.mean(), abs=1e-6)
+    if served.soft_atc_.tau_ > 0:
+        assert len(np.unique(np.round(p, 6))) > 2  # a spread, not two dots
+    hard = make_estimator("atc_H_max").fit(X, y)
+    assert set(np.unique(hard.predict_correct_proba(X))) <= {0.0, 1.0}
 
 
 def test_make_estimator_refuses_an_unknown_method() -> None:

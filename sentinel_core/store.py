@@ -276,12 +276,52 @@ def write_batch(
                 }
             )
         if trace_rows:
-            session.execute(insert_or_skip(engine, table_of(TraceRow)), trace_rows)
-            session.execute(insert_or_skip(engine, table_of(FeatureRow)), feature_rows)
+            traces_table = table_of(TraceRow)
+            # RETURNING says which rows this transaction wrote: another writer (a second
+            # ingest of the same file) may have stored an id between the check above and
+            # this insert, and that row is then a duplicate or a conflict, not a new trace.
+            written = set(
+                session.execute(
+                    insert_or_skip(engine, traces_table).returning(traces_table.c.id),
+                    trace_rows,
+                ).scalars()
+            )
+            if len(written) < len(trace_rows):
+                raced = {row["id"]: row for row in trace_rows if row["id"] not in written}
+                stored_hashes = dict(
+                    session.exec(
+                        select(TraceRow.id, TraceRow.content_hash).where(
+                            TraceRow.id.in_(list(raced))  # type: ignore[attr-defined]
+                        )
+                    ).all()
+                )
+                for index, trace in enumerate(traces):
+                    row = raced.pop(trace.id, None)
+                    if row is None or stored_hashes.get(trace.id) == trace.content_hash:
+                        continue
+                    reason = (
+                        f"expected a new id or the stored response under id {trace.id!r} "
+                        f"(content sha256 {stored_hashes.get(trace.id)}), got another response "
+                        f"under that id (content sha256 {trace.content_hash}): re-id it to "
+                        "keep both"
+                    )
+                    if on_conflict is None:
+                        raise StoreError(reason)
+                    conflicts.append(on_conflict(index, reason))
+                trace_rows = [row for row in trace_rows if row["id"] in written]
+                feature_rows = [row for row in feature_rows if row["trace_id"] in written]
+            if feature_rows:
+                session.execute(insert_or_skip(engine, table_of(FeatureRow)), feature_rows)
         every_bad = [*quarantined, *conflicts]
         new_quarantine = _new_quarantine_rows(session, every_bad, now)
         if new_quarantine:
-            session.execute(insert_or_skip(engine, table_of(QuarantineRow)), new_quarantine)
+            table = table_of(QuarantineRow)
+            # Count what this transaction wrote (a concurrent ingest may have written some).
+            new_quarantine = list(
+                session.execute(
+                    insert_or_skip(engine, table).returning(table.c.id), new_quarantine
+                ).scalars()
+            )
         session.commit()
     return BatchCounts(
         stored=len(trace_rows),

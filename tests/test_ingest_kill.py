@@ -113,3 +113,52 @@ def test_a_killed_ingest_keeps_whole_batches_and_the_rerun_finishes_the_job(
     before = traces + quarantined
     assert f"read {good + bad} = stored {good - traces} + quarantined {bad - quarantined} " in line
     assert line.endswith(f"duplicates {before}")
+
+
+def _short_file(path: Path, *, n: int, answer: str) -> None:
+    records = []
+    for line in real_lines():
+        record = orjson.loads(line)
+        choice = record["response"]["choices"][0]
+        choice["logprobs"]["content"] = choice["logprobs"]["content"][:20]
+        choice["message"]["content"] = answer
+        records.append(record)
+    with path.open("wb") as sink:
+        for i in range(n):
+            record = records[i % len(records)]
+            record["id"] = f"race-{i:05d}"
+            sink.write(orjson.dumps(record) + b"\n")
+
+
+@pytest.mark.parametrize("other_content", [False, True])
+def test_two_ingests_at_once_store_each_response_once_and_lose_no_conflict(
+    tmp_path: Path, other_content: bool
+) -> None:
+    n = 2500
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    _short_file(first, n=n, answer="one answer")
+    _short_file(second, n=n, answer="another answer" if other_content else "one answer")
+    db = tmp_path / "store.db"
+    runs = [
+        subprocess.Popen(
+            [SENTINEL, "ingest", str(path), "--db", f"sqlite:///{db}", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for path in (first, second)
+    ]
+    reports = []
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, stderr
+        reports.append(orjson.loads(stdout.strip().splitlines()[-1]))
+    for report in reports:
+        assert report["read"] == report["stored"] + report["quarantined"] + report["duplicates"]
+    # Whoever wrote an id first stored it; the other saw a duplicate, or a conflict that is
+    # quarantined: the counts of the two runs add up to what the store holds.
+    assert sum(r["stored"] for r in reports) == n
+    traces, features, quarantined = _counts(db)
+    assert (traces, features) == (n, n)
+    assert sum(r["quarantined"] for r in reports) == quarantined == (n if other_content else 0)
+    assert sum(r["duplicates"] for r in reports) == (0 if other_content else n)

@@ -162,7 +162,10 @@ def ingest(
     total = EMPTY_REPORT
     broken: list[str] = []
     for path in files:
-        with _progress(f"ingest {path.name}", path.stat().st_size, unit_bytes=True) as advance:
+        # The bar counts decompressed bytes: a gzip file's size on disk is not its total.
+        with path.open("rb") as probe:
+            total = None if probe.read(2) == b"\x1f\x8b" else path.stat().st_size
+        with _progress(f"ingest {path.name}", total, unit_bytes=True) as advance:
             try:
                 report = ingest_file(
                     engine,
@@ -799,6 +802,34 @@ def collect(
     )
     if as_json:
         out.print(json.dumps(report.as_dict()), soft_wrap=True)
+
+
+@app.command()
+def proxy(
+    ctx: typer.Context,
+    upstream: Annotated[
+        str, typer.Option(help="OpenAI-compatible base URL to forward to, e.g. http://h:8080/v1.")
+    ],
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port on 127.0.0.1 (default: settings).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Serve an OpenAI-compatible logging proxy: every answer is stored with top-20 logprobs.
+
+    Point the application's base_url at http://127.0.0.1:PORT/v1; slice keys come from
+    X-Sentinel-<Key> headers or the request's metadata. GET /healthz, GET /metrics.
+    """
+    from proxy.app import serve, spill_path
+
+    settings = _settings(ctx, db)
+    console.print(
+        f"proxy on http://127.0.0.1:{port or settings.proxy_port}/v1 -> {upstream}; "
+        f"spill file {spill_path(settings)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    serve(upstream, settings, port=port)
 
 
 def main() -> None:

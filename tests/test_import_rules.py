@@ -43,3 +43,58 @@ def test_sentinel_core_importing_a_client_fails_the_lint(module: str, tmp_path: 
 def test_the_shipped_sentinel_core_imports_no_client() -> None:
     result = _ruff("sentinel_core", cwd=ROOT)
     assert result.returncode == 0, result.stdout
+
+
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+PACKAGES = ("flows", "tasks", "proxy", "labeling", "sentinel_core")
+
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), str(root / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def _copy_tree(tmp_path: Path) -> Path:
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for package in PACKAGES:
+        shutil.copytree(
+            ROOT / package,
+            tmp_path / package,
+            ignore=shutil.ignore_patterns("__pycache__", "data"),
+        )
+    return tmp_path
+
+
+def test_the_shipped_layers_keep_every_import_contract() -> None:
+    result = _lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("where", "planted", "contract"),
+    [
+        ("sentinel_core", "import tasks.store", "Layers"),
+        ("labeling", "from flows import cli", "Layers"),
+        ("tasks", "import flows.nightly", "Layers"),
+        ("sentinel_core", "import prefect", "Pure domain"),
+        ("labeling", "import mlflow", "Labelers"),
+    ],
+)
+def test_a_planted_upward_import_breaks_a_contract(
+    tmp_path: Path, where: str, planted: str, contract: str
+) -> None:
+    root = _copy_tree(tmp_path)
+    (root / where / "planted_probe.py").write_text(f"{planted}\n")
+    result = _lint_imports(root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    broken = [line for line in result.stdout.splitlines() if line.endswith(" BROKEN")]
+    # An upward import into tasks also reaches prefect, so the domain rule may break too.
+    assert any(line.startswith(contract) for line in broken), result.stdout
+    assert f"{where}.planted_probe" in result.stdout

@@ -164,8 +164,8 @@ def ingest(
     for path in files:
         # The bar counts decompressed bytes: a gzip file's size on disk is not its total.
         with path.open("rb") as probe:
-            total = None if probe.read(2) == b"\x1f\x8b" else path.stat().st_size
-        with _progress(f"ingest {path.name}", total, unit_bytes=True) as advance:
+            size = None if probe.read(2) == b"\x1f\x8b" else path.stat().st_size
+        with _progress(f"ingest {path.name}", size, unit_bytes=True) as advance:
             try:
                 report = ingest_file(
                     engine,

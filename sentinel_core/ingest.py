@@ -253,7 +253,8 @@ class _Batcher:
             ).encode()
         else:
             kept = raw if self.keep_prompt else redact_prompts(raw)
-        text = kept.decode("utf-8", errors="replace").rstrip("\r\n")
+        # NUL cannot be stored in a PostgreSQL text column: shown as U+FFFD, like bad UTF-8.
+        text = kept.decode("utf-8", errors="replace").rstrip("\r\n").replace("\x00", "\ufffd")
         return Quarantined(source, line_no, text, reason)
 
     def _conflict(self, index: int, reason: str) -> Quarantined:

@@ -35,6 +35,13 @@ from sentinel_core.errors import InvalidTraceError
 POSITIVE_LOGPROB_TOLERANCE = 1e-6
 #: The top-k probabilities of one step may not sum above 1 by more than this.
 MASS_TOLERANCE = 1e-3
+#: Longest id, model name and finish reason the store's columns hold.
+MAX_ID_CHARS = 500  # the column holds 512: room for the "/<choice>" suffix
+MAX_MODEL_CHARS = 255
+MAX_FINISH_REASON_CHARS = 32
+#: A NUL character in text cannot be stored by PostgreSQL (nor sent through most tools):
+#: in response text, metadata and kept prompts it becomes U+FFFD, before the content hash.
+NUL_REPLACEMENT = "\ufffd"
 #: The dtypes the store keeps raw logprobs in; parsing validates in the one in use.
 STORED_DTYPES = frozenset({"float32", "float16"})
 
@@ -126,12 +133,14 @@ def _parse_response(
     model = wrapper.get("model") or response.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidTraceError(f"expected a non-empty string 'model', got {model!r}")
+    _check_identifier("model", model, MAX_MODEL_CHARS)
     created = _parse_created(wrapper.get("created", response.get("created")))
     metadata = wrapper.get("metadata") or {}
     if not isinstance(metadata, Mapping):
         raise InvalidTraceError(
             f"expected 'metadata' to be an object, got {type(metadata).__name__}"
         )
+    metadata = _without_nul(metadata)
     prompt = wrapper.get("prompt")
     prompt_hash = None if prompt is None else _hash_prompt(prompt)
     choices = response.get("choices")
@@ -140,6 +149,8 @@ def _parse_response(
     base_id = wrapper.get("id") or response.get("id")
     if base_id is not None and not isinstance(base_id, str | int):
         raise InvalidTraceError(f"expected 'id' to be a string, got {type(base_id).__name__}")
+    if base_id is not None:
+        _check_identifier("id", str(base_id), MAX_ID_CHARS)
     traces = []
     for position, choice in enumerate(choices):
         if not isinstance(choice, Mapping):
@@ -147,6 +158,14 @@ def _parse_response(
                 f"expected choices[{position}] to be an object, got {type(choice).__name__}"
             )
         text, top, chosen, resorted = _parse_choice(choice, position, dtype)
+        finish_reason = choice.get("finish_reason")
+        if finish_reason is not None and (
+            not isinstance(finish_reason, str) or len(finish_reason) > MAX_FINISH_REASON_CHARS
+        ):
+            raise InvalidTraceError(
+                f"expected choices[{position}].finish_reason to be null or a string of at most "
+                f"{MAX_FINISH_REASON_CHARS} characters, got {_short(finish_reason)}"
+            )
         content_hash = _content_hash(model, prompt_hash, text, chosen)
         if base_id is None:
             trace_id = f"sha256:{content_hash[:40]}"
@@ -162,8 +181,12 @@ def _parse_response(
                 top_logprobs=top,
                 chosen_logprobs=chosen,
                 prompt_hash=prompt_hash,
-                prompt=_prompt_text(prompt) if keep_prompt and prompt is not None else None,
-                finish_reason=choice.get("finish_reason"),
+                prompt=(
+                    _prompt_text(prompt).replace("\x00", NUL_REPLACEMENT)
+                    if keep_prompt and prompt is not None
+                    else None
+                ),
+                finish_reason=finish_reason,
                 resorted=resorted,
                 content_hash=content_hash,
             )
@@ -195,6 +218,7 @@ def _parse_choice(
         )
     if not isinstance(text, str):
         text = ""
+    text = text.replace("\x00", NUL_REPLACEMENT)
     top, resorted = _validated_top(rows, where, dtype)
     chosen_arr = _validated_chosen(chosen, where, dtype)
     return text, top, chosen_arr, resorted
@@ -358,6 +382,25 @@ def _check_logprob_values(values: NDArray[np.float64], what: str) -> None:
             f"expected log-probabilities <= 0 in {what}, got positive {float(high)!r} "
             f"at step {step}"
         )
+
+
+def _check_identifier(name: str, value: str, limit: int) -> None:
+    if "\x00" in value or len(value) > limit:
+        raise InvalidTraceError(
+            f"expected '{name}' of at most {limit} characters without NUL, got "
+            f"{len(value)} characters{' with a NUL' if chr(0) in value else ''}: {_short(value)}"
+        )
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with NUL characters in every string (keys included) replaced."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_REPLACEMENT)
+    if isinstance(value, Mapping):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _parse_created(value: object) -> datetime:

@@ -252,3 +252,31 @@ def test_a_trace_the_featuriser_refuses_costs_only_itself(
     assert row.line_no == 3
     assert "featuriser" in row.reason
     assert '"id":"poison"' in row.raw
+
+
+def test_text_the_store_cannot_hold_is_quarantined_or_made_storable(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # PostgreSQL text columns refuse NUL, and ids, models and finish reasons have widths:
+    # one such line used to abort the whole batch with a traceback.
+    nul_text = wrapper(chat_completion(text="an answer with \x00 inside"), trace_id="nul-text")
+    nul_meta = wrapper(chat_completion(seed=1), trace_id="nul-meta", benchmark="a\x00b")
+    long_id = wrapper(chat_completion(seed=2), trace_id="x" * 600)
+    nul_id = wrapper(chat_completion(seed=3), trace_id="bad\x00id")
+    long_model = chat_completion(seed=4, model="m" * 300, response_id="long-model")
+    odd_finish = chat_completion(seed=5, response_id="odd-finish")
+    odd_finish["choices"][0]["finish_reason"] = "s" * 40
+    good = wrapper(chat_completion(seed=6), trace_id="good")
+    path = write_jsonl(
+        tmp_path / "nul.jsonl", [nul_text, nul_meta, long_id, nul_id, long_model, odd_finish, good]
+    )
+    report = ingest_file(engine, path)
+    assert (report.read, report.stored, report.quarantined) == (7, 3, 4)
+    with Session(engine) as session:
+        stored = {row.id: row for row in session.exec(select(TraceRow)).all()}
+        reasons = [row.reason for row in session.exec(select(QuarantineRow)).all()]
+    assert stored["nul-text"].response_text == "an answer with \ufffd inside"
+    assert stored["nul-meta"].meta["benchmark"] == "a\ufffdb"
+    assert sum("at most 500 characters" in r for r in reasons) == 2
+    assert sum("at most 255 characters" in r for r in reasons) == 1
+    assert sum("finish_reason" in r for r in reasons) == 1

@@ -371,6 +371,8 @@ def _ingest_lines(
             )
         except InvalidTraceError as exc:
             batcher.quarantine(source, line.number, line.data, str(exc))
+        except Exception as exc:  # one line must never block a file: a reason, not a crash
+            batcher.quarantine(source, line.number, line.data, _unexpected(exc))
         else:
             batcher.add(traces, source, line.number)
         if on_progress is not None:
@@ -442,6 +444,8 @@ def ingest_records(
             traces = parse_record(record, keep_prompt=keep_prompt, dtype=dtype)
         except InvalidTraceError as exc:
             batcher.quarantine(source, position, _record_bytes(record), str(exc))
+        except Exception as exc:  # one record must never block the rest
+            batcher.quarantine(source, position, _record_bytes(record), _unexpected(exc))
         else:
             if not batcher.traces:
                 held.clear()  # the batch was written: its records are no longer needed
@@ -449,6 +453,14 @@ def ingest_records(
             batcher.add(traces, source, position)
     batcher.flush()
     return batcher.report
+
+
+def _unexpected(exc: Exception) -> str:
+    """The quarantine reason of a parser failure no check foresaw (a bug to report)."""
+    return (
+        f"expected a response the parser handles, got one it failed on: "
+        f"{type(exc).__name__}: {exc} (please report this line)"
+    )
 
 
 def _record_bytes(record: object) -> bytes:

@@ -411,7 +411,13 @@ def _parse_created(value: object) -> datetime:
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
             raise InvalidTraceError(f"expected 'created' as Unix seconds >= 0, got {value!r}")
-        return datetime.fromtimestamp(value, tz=UTC)
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, ValueError, OSError) as exc:
+            raise InvalidTraceError(
+                f"expected 'created' as Unix seconds of a date up to year 9999, got {value!r} "
+                f"({exc})"
+            ) from exc
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)

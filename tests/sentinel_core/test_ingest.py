@@ -280,3 +280,25 @@ def test_text_the_store_cannot_hold_is_quarantined_or_made_storable(
     assert sum("at most 500 characters" in r for r in reasons) == 2
     assert sum("at most 255 characters" in r for r in reasons) == 1
     assert sum("finish_reason" in r for r in reasons) == 1
+
+
+def test_a_parser_failure_no_check_foresaw_quarantines_that_line_only(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sentinel_core.ingest as ingest_module
+
+    real_parse = ingest_module.parse_json_line
+
+    def failing(line: bytes, **options: Any) -> Any:
+        if b'"boom"' in line:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_parse(line, **options)
+
+    monkeypatch.setattr(ingest_module, "parse_json_line", failing)
+    records = [wrapper(chat_completion(seed=i), trace_id=n) for i, n in enumerate(["a", "boom"])]
+    report = ingest_file(engine, write_jsonl(tmp_path / "boom.jsonl", records))
+    assert (report.read, report.stored, report.quarantined) == (2, 1, 1)
+    with Session(engine) as session:
+        (row,) = session.exec(select(QuarantineRow)).all()
+    assert "RecursionError" in row.reason
+    assert "please report" in row.reason

@@ -238,3 +238,11 @@ def test_an_object_that_is_not_a_response_is_rejected() -> None:
 
 def test_a_json_array_line_is_rejected() -> None:
     assert "expected a JSON object, got list" in _reason([1, 2])
+
+
+@pytest.mark.parametrize("created", [1e12, 1e20, 10**30])
+def test_a_created_time_beyond_year_9999_is_a_reason_not_a_crash(created: float) -> None:
+    body = chat_completion()
+    body["created"] = created
+    with pytest.raises(InvalidTraceError, match="up to year 9999"):
+        parse_record(body)

@@ -184,6 +184,27 @@ class Settings(BaseSettings):
         description="A challenger becomes champion only if its median held-out slice error "
         "is lower than the champion's by at least this much.",
     )
+    proxy_port: int = Field(
+        default=8700, ge=1, le=65_535, description="Port of `sentinel proxy` on 127.0.0.1."
+    )
+    proxy_spill_path: Path | None = Field(
+        default=None,
+        description="JSONL file where the proxy appends traces the store could not take "
+        "(`sentinel ingest` stores them later); default <home>/proxy-spill.jsonl.",
+    )
+    proxy_queue_size: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Traces the proxy holds for its writer; beyond it traces are dropped "
+        "and counted (the sentinel_proxy_traces_dropped_total metric).",
+    )
+    proxy_timeout_s: float = Field(
+        default=600.0,
+        gt=0.0,
+        le=3600.0,
+        description="Seconds the proxy waits for the upstream (a timeout answers 504).",
+    )
 
     @property
     def store_url(self) -> str:

@@ -1,0 +1,364 @@
+"""The logging proxy as an ASGI app: Starlette in front, an async httpx client behind.
+
+Why these: both are maintained, already installed (FastAPI, which the project pins for
+Prefect's server, is Starlette; the openai client is httpx), and both stream: a server-
+sent event is forwarded as soon as it arrives while its logprobs are collected aside.
+
+* ``POST /v1/chat/completions`` and ``POST /v1/completions`` are traced (see
+  :mod:`proxy.wire` for what is asked upstream and taken out again);
+* anything else under ``/v1/`` passes through untouched and is not traced;
+* ``GET /healthz`` and ``GET /metrics`` (Prometheus text) are the proxy's own;
+  any other path is a clear 404.
+
+The client's headers go upstream unchanged (``Authorization`` included; nothing here
+logs headers) except hop-by-hop ones and the ``X-Sentinel-*`` slice keys. Upstream
+errors come back as they are (status, body, headers); a timeout is a 504 and an
+unreachable upstream a 502, each with an OpenAI-style error body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from proxy.metrics import Metrics
+from proxy.wire import (
+    HEADER_PREFIX,
+    Kind,
+    Plan,
+    SSESplitter,
+    StreamAssembler,
+    build_record,
+    kind_of,
+    plan_request,
+    strip_body,
+    strip_event,
+)
+from proxy.writer import TraceWriter
+from sentinel_core.settings import Settings
+
+log = logging.getLogger("sentinel.proxy")
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+# Not sent back: the proxy answers decoded, with its own length or chunking.
+_DROP_FROM_UPSTREAM = _HOP_BY_HOP | {"content-encoding"}
+
+
+def spill_path(settings: Settings) -> Path:
+    """The spill file in force: the setting, or ``<home>/proxy-spill.jsonl``."""
+    return settings.proxy_spill_path or settings.home / "proxy-spill.jsonl"
+
+
+def upstream_root(url: str) -> str:
+    """``http://host:8080/v1`` or ``http://host:8080`` -> ``http://host:8080`` (paths keep /v1)."""
+    root = url.rstrip("/")
+    return root.removesuffix("/v1")
+
+
+def _error(status: int, message: str, kind: str) -> Response:
+    body = {"error": {"message": message, "type": kind, "code": status}}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+class Proxy:
+    """The state behind the routes: the upstream client, the writer, the counters."""
+
+    def __init__(self, upstream: str, settings: Settings, writer: TraceWriter) -> None:
+        self.root = upstream_root(upstream)
+        self.settings = settings
+        self.writer = writer
+        self.metrics = Metrics()
+        self.keep_prompt = settings.keep_prompt_text
+        self.client: httpx.AsyncClient | None = None
+
+    def open_client(self) -> httpx.AsyncClient:
+        timeout = self.settings.proxy_timeout_s
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            follow_redirects=False,
+        )
+
+    # -- routes --------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        body = {
+            "status": "ok",
+            "upstream": self.root,
+            "queue_depth": self.writer.depth,
+            "spill_path": str(self.writer.spill_path),
+            **self.writer.counts.snapshot(),
+        }
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    async def metrics_text(self, request: Request) -> Response:
+        text = self.metrics.render(self.writer.counts, self.writer.depth)
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def forward(self, request: Request) -> Response:
+        path = request.url.path
+        if not path.startswith("/v1/"):
+            self.metrics.request("other", 404)
+            return _error(
+                404,
+                f"no route {path!r}: the proxy serves /v1/... (forwarded upstream), "
+                "/healthz and /metrics",
+                "not_found",
+            )
+        kind = kind_of(path) if request.method == "POST" else None
+        raw = await request.body()
+        plan: Plan | None = None
+        parsed: Any = None
+        if kind is not None:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                parsed = orjson.loads(raw)
+            if isinstance(parsed, dict):
+                plan = plan_request(kind, parsed)
+        content = raw if plan is None or plan.body is None else orjson.dumps(plan.body)
+        endpoint = path.removeprefix("/v1/") if kind is not None else "other"
+        response = await self._send(request, content, endpoint)
+        if isinstance(response, Response):
+            return response
+        if response.status_code == 400 and plan is not None and plan.body is not None:
+            # The upstream refused what the proxy added (a server that caps logprobs): ask
+            # again exactly as the client did, untraced, rather than fail the client.
+            await response.aclose()
+            log.warning("upstream refused the logprobs the proxy added; forwarded untraced")
+            retried = await self._send(request, raw, endpoint)
+            if isinstance(retried, Response):
+                return retried
+            response, plan = retried, None
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower() not in _DROP_FROM_UPSTREAM
+        }
+        streamed = response.headers.get("content-type", "").startswith("text/event-stream")
+        if response.status_code == 200 and streamed:
+            return StreamingResponse(
+                self._stream(response, plan, kind, parsed, request, endpoint),
+                status_code=200,
+                headers=headers,
+            )
+        try:
+            body = await response.aread()
+        except httpx.TimeoutException:
+            self.metrics.upstream_errors["timeout"] += 1
+            self.metrics.request(endpoint, 504)
+            return _error(504, "upstream timed out while answering", "upstream_timeout")
+        except httpx.TransportError as exc:
+            self.metrics.upstream_errors["connect"] += 1
+            self.metrics.request(endpoint, 502)
+            return _error(
+                502, f"upstream broke off its answer: {type(exc).__name__}", "bad_gateway"
+            )
+        finally:
+            await response.aclose()
+        self.metrics.upstream_latency(response.elapsed.total_seconds())
+        self.metrics.request(endpoint, response.status_code)
+        if response.status_code == 200 and plan is not None and kind is not None:
+            out, answer = strip_body(body, plan.strip)
+            if plan.traced and isinstance(answer, dict):
+                self._submit(kind, parsed, answer, request)
+            body = out
+        return Response(body, status_code=response.status_code, headers=headers)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    async def _send(
+        self, request: Request, content: bytes, endpoint: str
+    ) -> httpx.Response | Response:
+        assert self.client is not None, "the app's lifespan opens the client"
+        headers = [
+            (k, v)
+            for k, v in request.headers.items()
+            if k not in _HOP_BY_HOP and k != "accept-encoding" and not k.startswith(HEADER_PREFIX)
+        ]
+        headers.append(("accept-encoding", "identity"))
+        url = self.root + request.url.path
+        if request.url.query:
+            url += "?" + request.url.query
+        upstream = self.client.build_request(request.method, url, headers=headers, content=content)
+        try:
+            return await self.client.send(upstream, stream=True)
+        except httpx.TimeoutException:
+            self.metrics.upstream_errors["timeout"] += 1
+            self.metrics.request(endpoint, 504)
+            return _error(
+                504,
+                f"upstream did not answer within {self.settings.proxy_timeout_s:g} s",
+                "upstream_timeout",
+            )
+        except httpx.TransportError as exc:
+            self.metrics.upstream_errors["connect"] += 1
+            self.metrics.request(endpoint, 502)
+            return _error(
+                502, f"upstream {self.root} unreachable: {type(exc).__name__}", "bad_gateway"
+            )
+
+    async def _stream(
+        self,
+        response: httpx.Response,
+        plan: Plan | None,
+        kind: Kind | None,
+        request_body: Any,
+        request: Request,
+        endpoint: str,
+    ) -> AsyncIterator[bytes]:
+        tracing = plan is not None and plan.traced and kind is not None
+        strip = None if plan is None else plan.strip
+        splitter = SSESplitter()
+        assembler = StreamAssembler(kind or "chat")
+        complete = False
+        try:
+            async for data in response.aiter_bytes():
+                if strip is None:
+                    yield data  # forwarded as it came; its logprobs are read after
+                    if tracing:
+                        for event in splitter.feed(data):
+                            assembler.add(strip_event(event, None)[1])
+                    continue
+                out = []
+                for event in splitter.feed(data):
+                    sent, chunk = strip_event(event, strip)
+                    out.append(sent)
+                    assembler.add(chunk)
+                if out:
+                    yield b"".join(out)
+            if strip is not None and (rest := splitter.rest()):
+                yield rest
+            complete = True
+        except httpx.HTTPError as exc:
+            # The status is sent already: the client sees the stream end early.
+            self.metrics.upstream_errors["stream"] += 1
+            log.warning("upstream stream broke off: %s", type(exc).__name__)
+        finally:
+            await response.aclose()  # sets elapsed: from sending to the last byte
+            self.metrics.upstream_latency(response.elapsed.total_seconds())
+            self.metrics.request(endpoint, 200)
+        if complete and tracing and kind is not None and assembler.choices:
+            self._submit(kind, request_body, assembler.completion(), request)
+
+    def _submit(
+        self, kind: Kind, request_body: Any, answer: dict[str, Any], request: Request
+    ) -> None:
+        record = build_record(
+            kind,
+            request_body,
+            answer,
+            request.headers.items(),
+            keep_prompt=self.keep_prompt,
+            received=time.time(),
+        )
+        self.writer.submit(record)
+
+
+def create_app(
+    upstream: str,
+    settings: Settings | None = None,
+    *,
+    writer: TraceWriter | None = None,
+) -> Starlette:
+    """The proxy app for ``upstream``; the writer starts and stops with the app's lifespan."""
+    settings = settings or Settings()
+    writer = writer or TraceWriter(
+        settings.store_url,
+        spill_path(settings),
+        queue_size=settings.proxy_queue_size,
+        batch_size=settings.ingest_batch_size,
+        keep_prompt=settings.keep_prompt_text,
+        dtype=settings.logprobs_dtype,
+    )
+    proxy = Proxy(upstream, settings, writer)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        writer.start()
+        proxy.client = proxy.open_client()
+        try:
+            yield
+        finally:
+            await proxy.client.aclose()
+            writer.close()
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    app = Starlette(
+        routes=[
+            Route("/healthz", proxy.healthz, methods=["GET"]),
+            Route("/metrics", proxy.metrics_text, methods=["GET"]),
+            Route("/{path:path}", proxy.forward, methods=methods),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.proxy = proxy
+    return app
+
+
+def uvicorn_config(app: Starlette, *, port: int, host: str = "127.0.0.1") -> uvicorn.Config:
+    """How the proxy is served: no access log, the upstream's own Date and Server headers."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        lifespan="on",
+    )
+
+
+def serve(upstream: str, settings: Settings, *, port: int | None = None) -> None:
+    """Run the proxy on 127.0.0.1 until interrupted (``sentinel proxy``)."""
+    app = create_app(upstream, settings)
+    uvicorn.Server(uvicorn_config(app, port=port or settings.proxy_port)).run()
+
+
+@contextlib.contextmanager
+def running_proxy(app: Starlette) -> Iterator[str]:
+    """``app`` served on a free 127.0.0.1 port in a thread; yields its base URL (``.../v1``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn_config(app, port=port))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the proxy did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()

@@ -1,0 +1,232 @@
+"""Traces leave the request path here: a bounded queue and one writer thread.
+
+The request handler only calls :meth:`TraceWriter.submit` (never blocks: a full queue
+drops the record and counts it). The thread takes what is queued in batches into
+:func:`sentinel_core.ingest.ingest_records` (the same parsing, quarantine and privacy
+rules as ``sentinel ingest``). When the store cannot be opened or a write fails, the
+batch is appended to the spill JSONL file, which ``sentinel ingest`` stores later;
+what was committed before the failure comes back as duplicates then. Only a spill
+file that cannot be written either loses records, and those are counted as dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine
+
+from sentinel_core.ingest import ingest_records
+from sentinel_core.store import open_store
+
+log = logging.getLogger("sentinel.proxy")
+
+#: Longest wait for more records before a partial batch is written.
+FLUSH_S = 0.2
+#: After a store failure, the store is tried again after this many seconds (spilling meanwhile).
+RETRY_S = 5.0
+_STOP = object()
+
+
+class _StoreDownError(Exception):
+    """The store failed less than RETRY_S ago: spill without trying it."""
+
+
+@dataclass(slots=True)
+class WriterCounts:
+    """What the writer did with the records it was given (the /metrics counters)."""
+
+    submitted: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    spilled: int = 0
+    dropped_queue_full: int = 0
+    dropped_spill_failed: int = 0
+    store_errors: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **deltas: int) -> None:
+        with self.lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return {
+                name: getattr(self, name) for name in self.__dataclass_fields__ if name != "lock"
+            }
+
+
+class TraceWriter:
+    """A bounded queue of records and the thread that stores (or spills) them."""
+
+    def __init__(
+        self,
+        store_url: str,
+        spill_path: Path,
+        *,
+        queue_size: int,
+        batch_size: int = 500,
+        keep_prompt: bool = False,
+        dtype: str = "float32",
+        engine_factory: Callable[[str], Engine] = open_store,
+    ) -> None:
+        self.store_url = store_url
+        self.spill_path = spill_path
+        self.batch_size = batch_size
+        self.keep_prompt = keep_prompt
+        self.dtype = dtype
+        self.counts = WriterCounts()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self._store_down_until = 0.0
+        self._thread = threading.Thread(target=self._run, name="sentinel-proxy-writer", daemon=True)
+        self._idle = threading.Condition()
+        self._busy = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Records waiting in the queue."""
+        return self._queue.qsize()
+
+    def submit(self, record: Mapping[str, Any]) -> bool:
+        """Queue one record; ``False`` (and counted as dropped) when the queue is full."""
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.counts.add(dropped_queue_full=1)
+            log.warning("trace queue full: a trace was dropped (counted in /metrics)")
+            return False
+        self.counts.add(submitted=1)
+        return True
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Write what is queued, then stop the thread (waits at most ``timeout_s``)."""
+        if not self._thread.is_alive():
+            return
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._queue.put(_STOP, timeout=0.1)
+                break
+            except queue.Full:
+                if time.monotonic() > deadline:
+                    break
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every queued record is written or spilled (for tests and shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while self._queue.qsize() or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.05))
+        return True
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            with self._idle:
+                self._busy = 1
+            if first is _STOP:
+                break
+            batch = [first]
+            deadline = time.monotonic() + FLUSH_S
+            while len(batch) < self.batch_size:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._write(batch)
+            with self._idle:
+                self._busy = 0
+                self._idle.notify_all()
+        with self._idle:
+            self._busy = 0
+            self._idle.notify_all()
+
+    def _write(self, batch: list[Any]) -> None:
+        try:
+            engine = self._store()
+            report = ingest_records(
+                engine,
+                batch,
+                source="proxy",
+                batch_size=self.batch_size,
+                keep_prompt=self.keep_prompt,
+                dtype=self.dtype,
+            )
+        except _StoreDownError:
+            self._spill(batch)
+            return
+        except Exception as exc:  # any store failure: the records go to the spill file
+            self.counts.add(store_errors=1)
+            self._store_failed(exc)
+            self._spill(batch)
+            return
+        self.counts.add(
+            stored=report.stored, duplicates=report.duplicates, quarantined=report.quarantined
+        )
+
+    def _store(self) -> Engine:
+        if self._engine is None:
+            if time.monotonic() < self._store_down_until:
+                raise _StoreDownError
+            self._engine = self._engine_factory(self.store_url)
+        return self._engine
+
+    def _store_failed(self, exc: Exception) -> None:
+        log.error(
+            "store write failed, spilling to %s: %s: %s",
+            self.spill_path,
+            type(exc).__name__,
+            " ".join(str(exc).split())[:300],
+        )
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+        self._store_down_until = time.monotonic() + RETRY_S
+
+    def _spill(self, batch: list[Any]) -> None:
+        data = b"".join(
+            orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
+            for record in batch
+        )
+        try:
+            self.spill_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.spill_path.open("ab") as handle:
+                handle.write(data)
+                handle.flush()
+        except OSError as exc:
+            self.counts.add(dropped_spill_failed=len(batch))
+            log.error(
+                "spill file %s cannot be written either: %d traces dropped (counted): %s",
+                self.spill_path,
+                len(batch),
+                exc,
+            )
+            return
+        self.counts.add(spilled=len(batch))

@@ -59,10 +59,18 @@ from sentinel_core.estimator import (
     Family,
 )
 from sentinel_core.features import BASELINE_NAMES, FEATURE_NAMES
+from sentinel_core.intervals import (
+    INTERVAL_RULES,
+    bootstrap_mean_interval,
+    interval_widening,
+    loso_residuals,
+    widen,
+)
 from sentinel_core.metrics import accuracy_floor
 from sentinel_core.soft_atc import SoftATC
 
 __all__ = [
+    "INTERVAL_COLUMNS",
     "PROTOCOL_CV",
     "SUMMARY_COLUMNS",
     "TIDY_COLUMNS",
@@ -89,6 +97,11 @@ TIDY_COLUMNS: Final[tuple[str, ...]] = (
     "truth",
     "n",
 )
+#: Label-free interval bounds per held-out slice, one pair per rule of
+#: :data:`~sentinel_core.intervals.INTERVAL_RULES` (NaN for methods run without them).
+INTERVAL_COLUMNS: Final[tuple[str, ...]] = tuple(
+    f"{side}_{rule}" for rule in INTERVAL_RULES for side in ("low", "high")
+)
 SUMMARY_COLUMNS: Final[tuple[str, ...]] = (
     "method",
     "g",
@@ -100,6 +113,7 @@ SUMMARY_COLUMNS: Final[tuple[str, ...]] = (
     "gap_floor",
     "gap_null_mean",
     "gap_doc",
+    *(f"{stat}_{rule}" for rule in INTERVAL_RULES for stat in ("coverage", "width")),
 )
 
 _MULTI_FEATURE: Final[dict[str, Family]] = {
@@ -242,6 +256,19 @@ def _validated(
 
 
 @dataclass(frozen=True)
+class _Intervals:
+    """What the interval columns need: nominal coverage, resamples, the seed.
+
+    Each (group, method) resamples from a generator seeded by ``(seed, *group)``, so a
+    method's intervals do not depend on which other methods run beside it.
+    """
+
+    confidence: float
+    n_boot: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class _SliceTable:
     """Slices of the protocol's traces: sorted names and per-slice counts and truths."""
 
@@ -266,14 +293,41 @@ class _SliceTable:
         X: FloatArray,
         group: tuple[int, ...],
         rows: dict[str, list[object]],
+        intervals: _Intervals | None = None,
     ) -> None:
-        """Train ``method`` on ``group``'s slices; append one row per held-out slice."""
+        """Train ``method`` on ``group``'s slices; append one row per held-out slice.
+
+        With ``intervals``, the row also gets each rule's label-free interval
+        (:mod:`sentinel_core.intervals`); otherwise those columns are NaN.
+        """
         train = np.isin(self.inverse, group)
         held_out = np.setdiff1d(np.arange(self.names.size), group)
-        p = method.predict(
-            X[train], self.labels[train], X[~train], groups=self.names[self.inverse[train]]
-        )
+        train_groups = self.names[self.inverse[train]]
+        p = method.predict(X[train], self.labels[train], X[~train], groups=train_groups)
         sums = np.bincount(self.inverse[~train], weights=p, minlength=self.names.size)
+        bounds: dict[str, list[float]] = {column: [] for column in INTERVAL_COLUMNS}
+        if intervals is None:
+            for column in INTERVAL_COLUMNS:
+                bounds[column] = [float("nan")] * held_out.size
+        else:
+            residuals = loso_residuals(method.predict, X[train], self.labels[train], train_groups)
+            widths = {
+                r: interval_widening(r, residuals, intervals.confidence) for r in INTERVAL_RULES
+            }
+            held_p = np.full(self.labels.size, np.nan)
+            held_p[~train] = p
+            rng = np.random.default_rng([intervals.seed, *group])
+            for s in held_out:
+                boot = bootstrap_mean_interval(
+                    held_p[self.inverse == s],
+                    confidence=intervals.confidence,
+                    n_boot=intervals.n_boot,
+                    rng=rng,
+                )
+                for rule in INTERVAL_RULES:
+                    low, high = widen(boot, widths[rule])
+                    bounds[f"low_{rule}"].append(low)
+                    bounds[f"high_{rule}"].append(high)
         rows["method"].extend([method.name] * held_out.size)
         rows["g"].extend([len(group)] * held_out.size)
         rows["group"].extend(["+".join(self.names[list(group)])] * held_out.size)
@@ -281,6 +335,8 @@ class _SliceTable:
         rows["estimate"].extend((sums[held_out] / self.counts[held_out]).tolist())
         rows["truth"].extend(self.truths[held_out].tolist())
         rows["n"].extend(self.counts[held_out].tolist())
+        for column, values in bounds.items():
+            rows[column].extend(values)
 
 
 def run_group_protocol(
@@ -292,6 +348,10 @@ def run_group_protocol(
     methods: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     cv: int = PROTOCOL_CV,
+    intervals: Sequence[str] | None = None,
+    confidence: float = 0.9,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Train on every group of ``g <= max_g`` slices, estimate every other slice.
 
@@ -307,25 +367,46 @@ def run_group_protocol(
         progress: called as ``progress(groups_done, groups_total)`` after each group.
         cv: calibration folds of every estimator (the estimator reduces them further
             when a training group has fewer minority labels).
+        intervals: methods (among ``methods``) that also get each rule's label-free
+            interval at ``confidence`` (:mod:`sentinel_core.intervals`); each costs one
+            leave-one-slice-out refit per training slice per group. ``None``: the
+            cheap ones, every method that is not an ``EntropyEstimator`` (ATC, soft ATC,
+            the nulls, ``default``); ``()``: none.
+        confidence, n_boot, seed: the intervals' nominal coverage, bootstrap
+            resamples per held-out slice, and the seed of the resampling.
 
     Returns:
         A tidy frame with columns :data:`TIDY_COLUMNS`: ``method``, ``g``, ``group``
         (the training slices joined by ``"+"``, sorted), ``slice`` (held out),
         ``estimate``, ``truth`` (its observed accuracy) and ``n`` (its traces);
-        ``sum_g C(B, g) * (B - g)`` rows per method.
+        ``sum_g C(B, g) * (B - g)`` rows per method; then :data:`INTERVAL_COLUMNS`
+        (``low_served``, ``high_served``, ``low_conformal``, ``high_conformal``), NaN
+        for methods not in ``intervals``.
     """
     labels, keys = _validated(scores, y, slices, max_g)
     parsed = [_parse_method(m, list(scores.columns), cv) for m in (methods or default_methods())]
+    if intervals is None:
+        with_intervals = {m.name for m in parsed if m.family is None}
+    else:
+        unknown = sorted(set(intervals) - {m.name for m in parsed})
+        if unknown:
+            raise InvalidInputError(f"intervals must name methods being run, got {unknown}")
+        with_intervals = set(intervals)
+    if not 0.0 < confidence < 1.0:
+        raise InvalidInputError(f"confidence must lie in (0, 1), got {confidence!r}")
+    settings = _Intervals(confidence, n_boot, seed)
     table = _SliceTable.build(keys, labels)
     matrices = {m.name: scores.loc[:, list(m.columns)].to_numpy(np.float64) for m in parsed}
     groups = list(_groups(table.names.size, min(max_g, table.names.size - 1)))
-    rows: dict[str, list[object]] = {column: [] for column in TIDY_COLUMNS}
+    columns = [*TIDY_COLUMNS, *INTERVAL_COLUMNS]
+    rows: dict[str, list[object]] = {column: [] for column in columns}
     for done, group in enumerate(groups, start=1):
         for method in parsed:
-            table.evaluate(method, matrices[method.name], group, rows)
+            chosen = settings if method.name in with_intervals else None
+            table.evaluate(method, matrices[method.name], group, rows, chosen)
         if progress is not None:
             progress(done, len(groups))
-    return pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+    return pd.DataFrame(rows, columns=columns)
 
 
 _GROUP_KEYS: Final[list[str]] = ["method", "g", "group"]
@@ -373,7 +454,10 @@ def summarise_protocol(tidy: pd.DataFrame) -> pd.DataFrame:
         ``gap_null_mean`` and ``gap_doc``: ``median_aee`` minus the floor, minus the
         median AEE of ``null_train_mean`` and of ``doc_mean_max_prob`` at the same ``g``
         (NaN when that null was not run). A method that does not beat the nulls shows a
-        gap at or above 0.
+        gap at or above 0. Per interval rule (``served``, ``conformal``),
+        ``coverage_<rule>``: the share of held-out rows (all groups pooled) whose truth
+        lies in ``[low_<rule>, high_<rule>]``, and ``width_<rule>``: their mean
+        ``high - low``; NaN where the tidy frame has no such interval.
     """
     missing = sorted(set(TIDY_COLUMNS) - set(tidy.columns))
     if missing:
@@ -384,6 +468,21 @@ def summarise_protocol(tidy: pd.DataFrame) -> pd.DataFrame:
     ]
     frame = tidy.merge(pairs, on=["n", "truth"], how="left")
     frame["abs_error"] = (frame["estimate"] - frame["truth"]).abs()
+    interval_stats: dict[str, pd.Series] = {}
+    for rule in INTERVAL_RULES:
+        low_col, high_col = f"low_{rule}", f"high_{rule}"
+        if {low_col, high_col} <= set(frame.columns):
+            low, high = frame[low_col], frame[high_col]
+            tol = 1e-12  # a truth on a bound is inside, whatever the rounding
+            inside = (low - tol <= frame["truth"]) & (frame["truth"] <= high + tol)
+            part = pd.DataFrame(
+                {"covered": inside.where(low.notna()).astype(float), "width": high - low}
+            )
+        else:
+            part = pd.DataFrame({"covered": np.nan, "width": np.nan}, index=frame.index)
+        by = part.groupby([frame["method"], frame["g"]], sort=True)
+        interval_stats[f"coverage_{rule}"] = by["covered"].mean()
+        interval_stats[f"width_{rule}"] = by["width"].mean()
     per_group = frame.groupby(_GROUP_KEYS, sort=True).agg(
         aee=("abs_error", "mean"), floor=("floor", "mean")
     )
@@ -398,6 +497,7 @@ def summarise_protocol(tidy: pd.DataFrame) -> pd.DataFrame:
             "floor": by_g["floor"].mean(),
         }
     ).reset_index()
+    summary = summary.join(pd.DataFrame(interval_stats), on=["method", "g"])
     summary["gap_floor"] = summary["median_aee"] - summary["floor"]
     for null, column in zip(NULL_METHODS, ("gap_null_mean", "gap_doc"), strict=True):
         # NaN where the null was not run: a gap to nothing is not a zero gap.

@@ -24,6 +24,7 @@ from sentinel_core.estimator import DEFAULT_METHOD, ATCEstimator
 from sentinel_core.features import BASELINE_NAMES, FEATURE_NAMES
 from sentinel_core.metrics import accuracy_floor, spearman_rho
 from sentinel_core.protocol import (
+    INTERVAL_COLUMNS,
     SUMMARY_COLUMNS,
     TIDY_COLUMNS,
     default_methods,
@@ -122,7 +123,7 @@ def test_the_default_method_reports_exactly_what_its_underlying_method_does() ->
 def test_the_tidy_table_has_every_group_times_every_held_out_slice_per_method() -> None:
     scores, y, slices = make_traces()
     tidy = run_group_protocol(scores, y, slices, max_g=4, methods=FAST_METHODS)
-    assert list(tidy.columns) == list(TIDY_COLUMNS)
+    assert list(tidy.columns) == [*TIDY_COLUMNS, *INTERVAL_COLUMNS]
     # 5 * 4 + 10 * 3 + 10 * 2 + 5 * 1 = 75 rows per method, from 5 + 10 + 10 + 5 groups.
     assert expected_rows_per_method(5, 4) == 75
     assert tidy.groupby("method").size().to_dict() == dict.fromkeys(FAST_METHODS, 75)
@@ -311,3 +312,63 @@ def test_summary_rho_is_the_metrics_spearman_rho_of_each_group() -> None:
 def test_summary_of_a_table_without_the_tidy_columns_is_rejected() -> None:
     with pytest.raises(InvalidInputError, match="missing"):
         summarise_protocol(hand_tidy().drop(columns="truth"))
+
+
+def test_intervals_by_default_go_to_the_cheap_methods_only_and_lie_in_the_unit_range() -> None:
+    scores, y, slices = make_traces()
+    tidy = run_group_protocol(
+        scores, y, slices, max_g=3, methods=["default", "lr_H_max", "null_train_mean"]
+    )
+    assert INTERVAL_COLUMNS == ("low_served", "high_served", "low_conformal", "high_conformal")
+    bounds = tidy[list(INTERVAL_COLUMNS)]
+    costly = (tidy["method"] == "lr_H_max").to_numpy()
+    assert bounds[costly].isna().all().all()
+    assert bounds[~costly].notna().all().all()
+    cheap = bounds[~costly]
+    for rule in ("served", "conformal"):
+        assert (cheap[f"low_{rule}"] >= 0).all()
+        assert (cheap[f"high_{rule}"] <= 1).all()
+        assert (cheap[f"low_{rule}"] <= cheap[f"high_{rule}"]).all()
+    # Conformal widens by at least the served median, and one training slice leaves
+    # nothing to hold out: conformal is [0, 1], served is the bare bootstrap.
+    assert (cheap["low_conformal"] <= cheap["low_served"] + 1e-12).all()
+    assert (cheap["high_conformal"] >= cheap["high_served"] - 1e-12).all()
+    one = tidy[(tidy["g"] == 1) & ~costly]
+    assert (one["low_conformal"] == 0).all()
+    assert (one["high_conformal"] == 1).all()
+
+
+def test_intervals_are_computed_only_for_the_methods_named() -> None:
+    scores, y, slices = make_traces()
+    tidy = run_group_protocol(
+        scores, y, slices, max_g=2, methods=["atc_H_max", "lr_H_max"], intervals=["lr_H_max"]
+    )
+    named = (tidy["method"] == "lr_H_max").to_numpy()
+    assert tidy.loc[named, "low_served"].notna().all()
+    assert tidy.loc[~named, "low_served"].isna().all()
+    none = run_group_protocol(scores, y, slices, max_g=1, methods=["atc_H_max"], intervals=())
+    assert none[list(INTERVAL_COLUMNS)].isna().all().all()
+    with pytest.raises(InvalidInputError, match="intervals must name methods"):
+        run_group_protocol(scores, y, slices, max_g=1, methods=["atc_H_max"], intervals=["x"])
+
+
+def test_summary_coverage_and_width_match_a_hand_computed_table() -> None:
+    tidy = hand_tidy()
+    # Truths: 1.0, 0.0, 0.5, 0.0, 0.5, 1.0 (g = 1), 0.0 (g = 2). A bound equal to the
+    # truth counts as covered.
+    tidy["low_served"] = [0.9, 0.1, 0.5, 0.0, 0.6, 0.2, 0.0]
+    tidy["high_served"] = [1.0, 0.3, 0.7, 0.4, 1.0, 0.9, 0.1]
+    tidy["low_conformal"] = 0.0
+    tidy["high_conformal"] = 1.0
+    summary = summarise_protocol(tidy).set_index("g")
+    # g = 1: covered rows 1, 3, 4 of 6; widths 0.1, 0.2, 0.2, 0.4, 0.4, 0.7.
+    assert summary.loc[1, "coverage_served"] == pytest.approx(3 / 6)
+    assert summary.loc[1, "width_served"] == pytest.approx(2.0 / 6)
+    assert summary.loc[2, "coverage_served"] == pytest.approx(1.0)
+    assert summary.loc[2, "width_served"] == pytest.approx(0.1)
+    assert (summary["coverage_conformal"] == 1.0).all()
+    assert (summary["width_conformal"] == 1.0).all()
+    # Without interval columns the statistics are NaN, not zero.
+    bare = summarise_protocol(hand_tidy())
+    assert bare["coverage_served"].isna().all()
+    assert bare["width_conformal"].isna().all()

@@ -522,7 +522,11 @@ def estimate_held_out_calibration_error(
     errors = np.empty(unique.size)
     for i, key in enumerate(unique):
         held_out = keys == key
-        model = estimator_factory().fit(features[~held_out], labels[~held_out])
+        model = estimator_factory()
+        if isinstance(model, ATCClassifier):  # soft ATC chooses its width by the slices too
+            model.fit(features[~held_out], labels[~held_out], groups=keys[~held_out])
+        else:
+            model.fit(features[~held_out], labels[~held_out])
         p_correct = np.asarray(model.predict_proba(features[held_out]), dtype=np.float64)[:, 1]
         errors[i] = abs(float(p_correct.mean()) - float(labels[held_out].mean()))
     return float(np.median(errors))

@@ -13,10 +13,18 @@ temporary SQLite store through ``tasks.collect.collect`` (the path of
 * their ratio (goal >= 0.9), and the ratio to the server's busy time (prompt
   processing plus decoding), which isolates what the client itself costs.
 
+llama.cpp's rate is per slot: with ``-np 2`` two responses decode at once, so the
+client's aggregate rate can reach twice the server's figure; ``server_slots`` (from
+``/props``) and ``ratio_client_to_server_x_slots`` put the two on one footing.
+
 The prompts are GENERATED short arithmetic questions unless ``--prompts`` names a
 prompts JSONL. Prints a table, then one JSON object of the figures as its last line.
 
-Usage: .venv/bin/python benchmarks/collect.py [--n 8] [--max-tokens 128] [--concurrency 2]
+``--model qwen|gemma`` picks the model ``scripts/llm-server --model`` serves (default qwen,
+one server slot; gemma serves two).
+
+Usage: .venv/bin/python benchmarks/collect.py [--model qwen] [--n 8] [--max-tokens 128]
+       [--concurrency 2]
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +45,7 @@ from sentinel_core.store import open_store  # noqa: E402
 from tasks.collect import collect  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "llm-server"
-ALIAS = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+MODELS = ("qwen", "gemma")
 
 
 def generated_prompts(path: Path, n: int) -> Path:
@@ -55,21 +64,44 @@ def generated_prompts(path: Path, n: int) -> Path:
     return path
 
 
-def llm_server(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(SCRIPT), command], capture_output=True, text=True, check=False)
+def llm_server(command: str, model: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), "--model", model, command], capture_output=True, text=True, check=False
+    )
 
 
-def ensure_server() -> tuple[str, bool]:
+def served_alias(model: str) -> str:
+    """The alias ``scripts/llm-server`` serves the model under (its ``paths`` output)."""
+    done = llm_server("paths", model)
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "alias":
+            return value.strip()
+    sys.exit(f"expected an alias line from scripts/llm-server --model {model} paths, got none")
+
+
+def ensure_server(model: str) -> tuple[str, bool]:
     """The server's base URL, and whether this run started it (and so should stop it)."""
-    already = llm_server("status").returncode == 0
-    done = llm_server("start")
+    already = llm_server("status", model).returncode == 0
+    done = llm_server("start", model)
     if done.returncode != 0:
         sys.exit(f"scripts/llm-server start failed:\n{done.stderr.strip()}")
     return done.stdout.strip().splitlines()[-1] + "/v1", not already
 
 
+def server_slots(base_url: str) -> int | None:
+    """How many slots the server decodes at once (llama.cpp's ``/props``), if it says."""
+    try:
+        with urllib.request.urlopen(base_url.removesuffix("/v1") + "/props", timeout=5) as answer:
+            slots = json.load(answer).get("total_slots")
+    except (OSError, ValueError):
+        return None
+    return slots if isinstance(slots, int) and slots > 0 else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=MODELS, default="qwen", help="model to serve")
     parser.add_argument("--n", type=int, default=8, help="prompts to collect")
     parser.add_argument("--max-tokens", type=int, default=128, help="most tokens per response")
     parser.add_argument("--concurrency", type=int, default=2, help="requests in flight")
@@ -79,7 +111,9 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=1800.0, help="seconds per request")
     args = parser.parse_args()
 
-    base_url, started = ensure_server()
+    alias = served_alias(args.model)
+    base_url, started = ensure_server(args.model)
+    slots = server_slots(base_url)
     load_before = os.getloadavg()[0]
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -89,7 +123,7 @@ def main() -> None:
                 engine,
                 prompts,
                 base_url=base_url,
-                model=ALIAS,
+                model=alias,
                 max_tokens=args.max_tokens,
                 concurrency=args.concurrency,
                 limit=args.n,
@@ -98,11 +132,12 @@ def main() -> None:
             engine.dispose()
     finally:
         if started:
-            llm_server("stop")
+            llm_server("stop", args.model)
 
     server = report.server_tokens_per_s or float("nan")
     busy_rate = report.completion_tokens / report.server_busy_s if report.server_busy_s else 0.0
     figures = {
+        "model": alias,
         "prompts": report.sent,
         "stored": report.stored,
         "completion_tokens": report.completion_tokens,
@@ -112,6 +147,10 @@ def main() -> None:
         "client_tokens_per_s": round(report.client_tokens_per_s, 3),
         "server_tokens_per_s": round(server, 3),
         "ratio_client_to_server": round(report.client_tokens_per_s / server, 3),
+        "server_slots": slots,
+        "ratio_client_to_server_x_slots": round(report.client_tokens_per_s / (server * slots), 3)
+        if slots
+        else None,
         "server_busy_s": round(report.server_busy_s or 0.0, 3),
         "ratio_client_to_server_busy": round(report.client_tokens_per_s / busy_rate, 3)
         if busy_rate

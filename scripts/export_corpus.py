@@ -1,7 +1,11 @@
 """Export responses collected into a store as a shipped compact corpus (run by hand).
 
     .venv/bin/python scripts/export_corpus.py sqlite:///path/store.db corpus-collected \
-        [--exclude-source sample] [--prompts ../shared/data/prompts/dev.jsonl]
+        [--exclude-source sample] [--prompts ../shared/data/prompts/dev.jsonl] [--id-prefix P:]
+
+With ``--id-prefix``, each response's id becomes the prefix and its stored id (the prompt
+id, for ``sentinel collect``), so corpora of several models on the same prompts can share
+one store; ``metadata.prompt_id`` keeps pairing them.
 
 With ``--prompts``, each response gets back the prompt text it was collected with
 (question + instruction, as ``sentinel collect`` sent it), so judges and annotators
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlmodel import Session, select
@@ -37,6 +42,7 @@ def main() -> None:
     parser.add_argument("name")
     parser.add_argument("--exclude-source", default="sample", help="skip traces from this source")
     parser.add_argument("--prompts", type=Path, help="prompts JSONL to restore the prompt text")
+    parser.add_argument("--id-prefix", default="", help="prefix every exported id with this")
     args = parser.parse_args()
     prompts = {} if args.prompts is None else {p.id: p for p in read_prompts(args.prompts)}
     engine = open_store(args.store_url)
@@ -54,7 +60,7 @@ def main() -> None:
         verdict = verify_record(record)
         meta.append(
             {
-                "id": row.id,
+                "id": args.id_prefix + row.id,
                 "model": row.model,
                 "created": int(row.created.timestamp()),
                 "metadata": row.meta,
@@ -76,12 +82,25 @@ def main() -> None:
     if not meta:
         raise SystemExit("export: no collected responses with gold answers in the store")
     write_compact(ROOT / "sentinel_core" / "data", args.name, meta, tops, chosen)
-    by_benchmark: dict[str, list[int]] = {}
-    for item in meta:
-        by_benchmark.setdefault(item["metadata"]["benchmark"], []).append(item["label"])
-    for benchmark, labels in sorted(by_benchmark.items()):
-        print(f"{benchmark}: {len(labels)} responses, {sum(labels)} correct")
+    print(datasheet_table(meta))
     print(f"exported {len(meta)} responses as {args.name}")
+
+
+def datasheet_table(meta: list[dict[str, Any]]) -> str:
+    """Per-benchmark n, correct, accuracy and truncation (finish_reason "length"), as Markdown."""
+    rows: dict[str, list[tuple[int, bool]]] = {}
+    for item in meta:
+        rows.setdefault(item["metadata"]["benchmark"], []).append(
+            (item["label"], item["finish_reason"] == "length")
+        )
+    rows["all"] = [pair for benchmark in sorted(rows) for pair in rows[benchmark]]
+    lines = ["| benchmark | n | correct | accuracy | truncated |", "| --- " * 5 + "|"]
+    for benchmark, pairs in sorted(rows.items(), key=lambda kv: (kv[0] == "all", kv[0])):
+        n = len(pairs)
+        correct = sum(label for label, _ in pairs)
+        cut = sum(truncated for _, truncated in pairs)
+        lines.append(f"| {benchmark} | {n} | {correct} | {correct / n:.2f} | {cut / n:.2f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

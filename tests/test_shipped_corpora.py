@@ -1,0 +1,56 @@
+"""The shipped prompt subset and the second model's corpora load and agree with each other."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from importlib import resources
+
+import pytest
+
+from sentinel_core.corpus import iter_sample_records
+
+DATA = resources.files("sentinel_core") / "data"
+PER_BENCHMARK = 60
+
+
+def _subset() -> dict[str, dict[str, str]]:
+    lines = (DATA / "prompts-first60.jsonl").read_text(encoding="utf-8").splitlines()
+    return {row["id"]: row for row in map(json.loads, lines)}
+
+
+QWEN = ("corpus-dev", "corpus-collected")
+
+
+def test_the_subset_holds_the_first_60_of_each_benchmark_with_the_shipped_qwen_prompts() -> None:
+    subset = _subset()
+    counts = Counter(row["benchmark"] for row in subset.values())
+    assert len(counts) == 14
+    assert set(counts.values()) == {PER_BENCHMARK}
+    shipped = {r["metadata"]["prompt_id"] for name in QWEN for r, _ in iter_sample_records(name)}
+    assert shipped <= set(subset)
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "prefix"),
+    [("corpus-gemma3-270m", "gemma-3-270m-q4_k_m", "gemma3-270m:")],
+)
+def test_a_second_model_corpus_loads_with_20_top_logprobs_and_subset_prompts(
+    name: str, model: str, prefix: str
+) -> None:
+    subset = _subset()
+    pairs = list(iter_sample_records(name))
+    qwen_ids = {record["id"] for corpus in QWEN for record, _ in iter_sample_records(corpus)}
+    assert pairs
+    for record, label in pairs:
+        meta = record["metadata"]
+        steps = record["response"]["choices"][0]["logprobs"]["content"]
+        assert record["model"] == model
+        assert label in (0, 1)
+        # Ids are the model's prefix and the prompt id: one store can hold every model.
+        assert record["id"] == prefix + meta["prompt_id"]
+        assert record["id"] not in qwen_ids
+        assert subset[meta["prompt_id"]]["gold"] == meta["gold"]
+        assert record["prompt"].startswith(subset[meta["prompt_id"]]["question"])
+        assert steps
+        assert {len(step["top_logprobs"]) for step in steps} == {20}

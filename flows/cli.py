@@ -64,7 +64,15 @@ JsonFlag = Annotated[
 #: ``sentinel_core.estimator.SERVABLE_METHODS`` (a test keeps them equal; the CLI's
 #: choices are checked before anything runs, without importing scikit-learn).
 TrainMethod = Literal[
-    "default", "lr_11d", "rf_11d", "mlp_11d", "atc_H_max", "atc_H_mean", "atc_H_sea"
+    "default",
+    "lr_11d",
+    "rf_11d",
+    "mlp_11d",
+    "atc_H_max",
+    "atc_H_mean",
+    "atc_H_sea",
+    "soft_atc_H_max",
+    "soft_atc_H_sea",
 ]
 
 
@@ -311,8 +319,9 @@ def train(
     method: Annotated[
         TrainMethod,
         typer.Option(
-            help="default (the protocol's best: ATC on H_max), lr_11d (the paper's), rf_11d, "
-            "mlp_11d, atc_H_max, atc_H_mean or atc_H_sea."
+            help="default (soft ATC on H_max: as accurate per slice as ATC, with a spread "
+            "of P(correct); docs/estimator.md), lr_11d (the paper's), rf_11d, mlp_11d, "
+            "atc_H_max, atc_H_mean, atc_H_sea, soft_atc_H_max or soft_atc_H_sea."
         ),
     ] = "default",
     calibration: Annotated[

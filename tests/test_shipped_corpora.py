@@ -33,7 +33,10 @@ def test_the_subset_holds_the_first_60_of_each_benchmark_with_the_shipped_qwen_p
 
 @pytest.mark.parametrize(
     ("name", "model", "prefix"),
-    [("corpus-gemma3-270m", "gemma-3-270m-q4_k_m", "gemma3-270m:")],
+    [
+        ("corpus-gemma3-270m", "gemma-3-270m-q4_k_m", "gemma3-270m:"),
+        ("corpus-qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-instruct-q4_k_m", "qwen2.5-coder-0.5b:"),
+    ],
 )
 def test_a_second_model_corpus_loads_with_20_top_logprobs_and_subset_prompts(
     name: str, model: str, prefix: str

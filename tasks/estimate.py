@@ -92,7 +92,9 @@ def estimate_slices(
         every.p,
         every.slice,
         every.label,
-        calibration_error=0.0 if np.isnan(calibration_error) else calibration_error,
+        # Unmeasured held-out error (one training slice): an interval of [0, 1], not a
+        # bare bootstrap that ignores the estimator's error.
+        calibration_error=1.0 if np.isnan(calibration_error) else calibration_error,
         confidence=settings.confidence,
         n_boot=settings.n_bootstrap,
         min_n=settings.min_slice_n,

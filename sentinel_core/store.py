@@ -177,11 +177,29 @@ def open_store(url: str, *, create: bool = True) -> Engine:
         if not create and not sa_inspect(engine).has_table(str(TraceRow.__tablename__)):
             engine.dispose()
             raise MissingStoreError(_no_store(parsed))
-        SQLModel.metadata.create_all(engine)
+        _create_tables(engine)
     except DBAPIError as exc:
         # OperationalError (cannot connect, locked) and DatabaseError (not a database).
         raise StoreError(f"cannot open the store at {parsed!r}: {exc.orig}") from exc
     return engine
+
+
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """``create_all``, safe when another process creates the same tables at once.
+
+    ``create_all`` checks which tables exist, then creates the rest: two commands starting
+    on a new store (two ``sentinel ingest`` at once) can both see a table missing, and the
+    second then fails with "already exists". Checking again finds it, so retry.
+    """
+    for attempt in range(attempts):
+        try:
+            SQLModel.metadata.create_all(engine)
+            return
+        except DBAPIError as exc:
+            message = str(exc.orig)
+            raced = "already exists" in message or "pg_type_typname_nsp_index" in message
+            if not raced or attempt == attempts - 1:
+                raise
 
 
 def _sqlite_file(url: URL) -> Path | None:

@@ -302,3 +302,30 @@ def test_a_parser_failure_no_check_foresaw_quarantines_that_line_only(
         (row,) = session.exec(select(QuarantineRow)).all()
     assert "RecursionError" in row.reason
     assert "please report" in row.reason
+
+
+def test_opening_a_new_store_while_another_process_creates_its_tables_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+    from sqlmodel import SQLModel
+
+    from sentinel_core.store import open_store
+
+    real_create_all = SQLModel.metadata.create_all
+    calls = []
+
+    def racing(engine: Engine, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:  # the other process created "traces" between check and create
+            raise OperationalError(
+                "CREATE TABLE traces", {}, sqlite3.OperationalError("table traces already exists")
+            )
+        real_create_all(engine, **kwargs)
+
+    monkeypatch.setattr(SQLModel.metadata, "create_all", racing)
+    engine = open_store(f"sqlite:///{tmp_path / 'new.db'}")
+    assert len(calls) == 2
+    assert count_rows(engine)["traces"] == 0

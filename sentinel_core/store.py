@@ -274,11 +274,7 @@ def write_batch(
         ):
             if trace.id in known:
                 if known[trace.id] != trace.content_hash:
-                    reason = (
-                        f"expected a new id or the stored response under id {trace.id!r} "
-                        f"(content sha256 {known[trace.id]}), got another response under that "
-                        f"id (content sha256 {trace.content_hash}): re-id it to keep both"
-                    )
+                    reason = _conflict_reason(trace, known[trace.id])
                     if on_conflict is None:
                         raise StoreError(reason)
                     conflicts.append(on_conflict(index, reason))
@@ -317,12 +313,7 @@ def write_batch(
                     row = raced.pop(trace.id, None)
                     if row is None or stored_hashes.get(trace.id) == trace.content_hash:
                         continue
-                    reason = (
-                        f"expected a new id or the stored response under id {trace.id!r} "
-                        f"(content sha256 {stored_hashes.get(trace.id)}), got another response "
-                        f"under that id (content sha256 {trace.content_hash}): re-id it to "
-                        "keep both"
-                    )
+                    reason = _conflict_reason(trace, stored_hashes.get(trace.id))
                     if on_conflict is None:
                         raise StoreError(reason)
                     conflicts.append(on_conflict(index, reason))
@@ -346,6 +337,15 @@ def write_batch(
         duplicates=len(traces) - len(trace_rows) - len(conflicts),
         quarantined=len(new_quarantine),
         quarantine_duplicates=len(every_bad) - len(new_quarantine),
+    )
+
+
+def _conflict_reason(trace: Trace, stored_hash: str | None) -> str:
+    """The quarantine reason of a response under an id stored with other content."""
+    return (
+        f"expected a new id or the stored response under id {trace.id!r} (content sha256 "
+        f"{stored_hash}), got another response under that id (content sha256 "
+        f"{trace.content_hash}): re-id it to keep both"
     )
 
 

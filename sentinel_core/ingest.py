@@ -157,12 +157,6 @@ def _compressed_offset(handle: IO[bytes]) -> str:
         return ""
 
 
-def iter_file(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line_no, line)`` for every non-blank line, 1-based."""
-    for line in iter_lines(path):
-        yield line.number, line.data
-
-
 class _LineFetcher:
     """Reads lines of a file back by number, for the rare quarantine that needs its raw text.
 

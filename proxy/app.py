@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import orjson
 import uvicorn
@@ -236,20 +237,37 @@ class Proxy:
         strip = None if plan is None else plan.strip
         splitter = SSESplitter()
         assembler = StreamAssembler(kind or "chat")
-        complete = False
+        complete = False  # the upstream ended its body normally
+        submitted = False
+
+        def submit_once() -> None:
+            # Synchronous, at ``[DONE]`` before it is forwarded, and first in ``finally``: a
+            # client that hangs up right after ``[DONE]`` makes Starlette cancel this
+            # generator at its next await, and a finished trace must not be lost to that.
+            nonlocal submitted
+            finished = complete or assembler.done
+            if kind is None or submitted or not (finished and tracing and assembler.choices):
+                return
+            submitted = True
+            self._submit(kind, request_body, assembler.completion(), request)
+
         try:
             async for data in response.aiter_bytes():
                 if strip is None:
-                    yield data  # forwarded as it came; its logprobs are read after
-                    if tracing:
+                    if tracing:  # read before forwarding, so the trace is whole once sent
                         for event in splitter.feed(data):
                             assembler.add(strip_event(event, None)[1])
+                        if assembler.done:
+                            submit_once()
+                    yield data  # forwarded as it came
                     continue
                 out = []
                 for event in splitter.feed(data):
                     sent, chunk = strip_event(event, strip)
                     out.append(sent)
                     assembler.add(chunk)
+                if assembler.done:
+                    submit_once()  # before the client has [DONE]: it may hang up at once
                 if out:
                     yield b"".join(out)
             if strip is not None and (rest := splitter.rest()):
@@ -260,11 +278,11 @@ class Proxy:
             self.metrics.upstream_errors["stream"] += 1
             log.warning("upstream stream broke off: %s", type(exc).__name__)
         finally:
-            await response.aclose()  # sets elapsed: from sending to the last byte
-            self.metrics.upstream_latency(response.elapsed.total_seconds())
+            submit_once()
             self.metrics.request(endpoint, 200)
-        if complete and tracing and kind is not None and assembler.choices:
-            self._submit(kind, request_body, assembler.completion(), request)
+            with anyio.CancelScope(shield=True):  # closed even when the client hung up
+                await response.aclose()  # sets elapsed: from sending to the last byte
+            self.metrics.upstream_latency(response.elapsed.total_seconds())
 
     def _submit(
         self, kind: Kind, request_body: Any, answer: dict[str, Any], request: Request

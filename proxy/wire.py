@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -207,15 +207,27 @@ def event_data(event: bytes) -> bytes | None:
     return b"\n".join(lines) if lines else None
 
 
+class _Done:
+    def __repr__(self) -> str:
+        return "DONE"
+
+
+DONE: Final = _Done()
+"""What :func:`strip_event` gives for the ``data: [DONE]`` event that ends a stream."""
+
+
 def strip_event(event: bytes, strip: Literal["all"] | int | None) -> tuple[bytes, Any]:
     """One SSE event as the client gets it, and its parsed ``data`` (None if not JSON).
 
     Only an event whose choices carry logprobs is rewritten (``data: <json>\\n\\n``);
-    every other event is forwarded byte for byte.
+    every other event is forwarded byte for byte. The ``[DONE]`` event parses to
+    :data:`DONE`.
     """
     data = event_data(event)
-    if data is None or data.strip() == b"[DONE]":
+    if data is None:
         return event, None
+    if data.strip() == b"[DONE]":
+        return event, DONE
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -247,9 +259,14 @@ class StreamAssembler:
         self.usage: Any = None
         self.choices: dict[int, _Choice] = {}
         self.chunks = 0
+        self.done = False  # the upstream sent ``data: [DONE]``: nothing more will come
 
     def add(self, chunk: Any) -> None:
-        """Take one parsed ``data:`` object (anything not a chunk is ignored)."""
+        """Take one parsed ``data:`` object (:data:`DONE` ends it; anything else not a
+        chunk is ignored)."""
+        if chunk is DONE:
+            self.done = True
+            return
         if not isinstance(chunk, dict):
             return
         self.chunks += 1
@@ -280,11 +297,15 @@ class StreamAssembler:
         if not isinstance(logprobs, dict):
             return
         if isinstance(logprobs.get("content"), list):
-            choice.content = (choice.content or []) + logprobs["content"]
+            if choice.content is None:
+                choice.content = []
+            choice.content.extend(logprobs["content"])  # in place: a long stream stays linear
         for name in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
             values = logprobs.get(name)
             if isinstance(values, list):
-                setattr(choice, name, (getattr(choice, name) or []) + values)
+                if getattr(choice, name) is None:
+                    setattr(choice, name, [])
+                getattr(choice, name).extend(values)
 
     def completion(self) -> dict[str, Any]:
         """The one non-streamed object the chunks add up to."""

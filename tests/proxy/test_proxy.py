@@ -104,6 +104,41 @@ def test_stream_trace_equals_the_plain_one(proxied: Running) -> None:
     np.testing.assert_allclose(_logprobs(streamed), expected, rtol=1e-6)
 
 
+def test_a_client_that_hangs_up_after_done_still_gets_its_trace_stored(proxied: Running) -> None:
+    """The upstream holds its body open after ``[DONE]``; the client reads to ``[DONE]`` and
+    closes the connection, which makes Starlette cancel the stream. The trace is whole, so
+    it is stored (it was lost before: the submit came after the cancelled await)."""
+    proxied.upstream.linger_after_done_s = 1.5
+    body = {"model": "generated-model", "messages": MESSAGES, "stream": True}
+    headers = {"Authorization": f"Bearer {API_KEY}", "X-Sentinel-Customer": "early-leaver"}
+    url = proxied.url + "/chat/completions"
+    http = httpx.Client(timeout=10)
+    with http, http.stream("POST", url, json=body, headers=headers) as r:
+        seen = b""
+        for part in r.iter_raw():
+            seen += part
+            if b"data: [DONE]" in seen:
+                break
+    # The connection closed with the upstream still open: the proxy was cancelled mid-body.
+    stored = proxied.stored()
+    assert [(row.meta, row.n_steps, row.finish_reason) for row in stored.values()] == [
+        ({"customer": "early-leaver"}, 6, "stop")
+    ]
+
+
+def test_a_client_that_hangs_up_mid_stream_stores_nothing(proxied: Running) -> None:
+    """A stream the client abandons before the model finished is no whole trace."""
+    proxied.upstream.linger_after_done_s = 0.0
+    proxied.upstream.n_tokens = 400
+    body = {"model": "generated-model", "messages": MESSAGES, "stream": True}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    url = proxied.url + "/chat/completions"
+    http = httpx.Client(timeout=10)
+    with http, http.stream("POST", url, json=body, headers=headers) as r:
+        next(r.iter_raw())
+    assert proxied.stored() == {}
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_n_choices(proxied: Running, stream: bool) -> None:
     body = {"model": "generated-model", "messages": MESSAGES, "n": 3, "stream": stream}

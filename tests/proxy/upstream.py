@@ -78,6 +78,7 @@ class FakeUpstream:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.script: list[Step] = []
+        self.linger_after_done_s = 0.0  # a stream's body stays open this long after [DONE]
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -327,6 +328,7 @@ class FakeUpstream:
                     for event in events:
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
                         self.wfile.flush()
+                    time.sleep(fake.linger_after_done_s)
                     self.wfile.write(b"0\r\n\r\n")
 
             def log_message(self, format: str, *args: Any) -> None:

@@ -17,6 +17,8 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.settings import flow_settings
+from sentinel_core.estimator import Calibration
+from sentinel_core.recipe import Recipe
 from tasks.models import apply_decision, describe_champion, find_registered, register_challenger
 from tasks.tracking import log_retrain_run
 from tasks.training import (
@@ -35,31 +37,41 @@ def retrain(
     db_url: str | None = None,
     tracking_uri: str | None = None,
     home: str | None = None,
+    calibration: Calibration = "auto",
+    balanced: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train, evaluate, register and maybe promote a challenger; a JSON-ready report.
 
+    ``sentinel train`` runs this flow too, so the command and the nightly loop share
+    one recipe, one registry key and one promotion rule.
+
     Args:
         by: metadata key whose values are the slices (held out in evaluation).
-        method: a servable method of ``sentinel_core.estimator`` (``default``: ATC on H_max).
+        method: a servable method of ``sentinel_core.estimator`` (``default``: soft ATC
+            on H_max); ``calibration``, ``balanced``: its options (``Recipe``).
         db_url, tracking_uri, home: override the store URL, the MLflow tracking URI and
             the home folder of the environment's settings.
+        force: promote the challenger even where the rule would not (recorded as the
+            reason), and train on labels of one slice (served with error 1.0).
     """
     settings = flow_settings(db_url=db_url, tracking_uri=tracking_uri, home=home)
+    recipe = Recipe(method, calibration, balanced, settings.seed)
     run_id = str(flow_run.id)
-    supervision = sample_supervision(settings, by, method)
+    supervision = sample_supervision(settings, by, recipe, force)
     existing = find_registered(settings, supervision["key"])
     champion = describe_champion(settings)
-    challenger_scores = evaluate_challenger(settings, by, method)
+    challenger_scores = evaluate_challenger(settings, by, recipe)
     champion_scores = (
         None if champion is None else evaluate_version(settings, by, champion["version"])
     )
-    decision = decide_promotion(challenger_scores, champion_scores, settings.promote_margin)
-    model = None if existing else fit_challenger(settings, by, method, supervision["trace_ids"])
+    decision = decide_promotion(challenger_scores, champion_scores, settings.promote_margin, force)
+    model = None if existing else fit_challenger(settings, by, recipe, supervision["trace_ids"])
     logged = log_retrain_run(
         settings,
         flow_run_id=run_id,
         by=by,
-        method=method,
+        recipe=recipe,
         supervision=supervision,
         challenger=challenger_scores,
         champion=champion_scores,
@@ -73,7 +85,7 @@ def retrain(
         model_uri=str(logged["model_uri"]),
         run_id=str(logged["run_id"]),
         calibration_error=model[1] if model else float("nan"),
-        method=method,
+        method=recipe.name,
     )
     already_champion = champion is not None and champion["version"] == version
     verdict = (
@@ -84,9 +96,14 @@ def retrain(
         "new_version": existing is None,
         "verdict": verdict,
         "reason": decision.reason,
+        "recipe": recipe.name,
         "mlflow_run_id": logged["run_id"],
         "champion_before": None if champion is None else champion["version"],
-        "challenger": challenger_scores.metrics(""),
+        "challenger": None if challenger_scores is None else challenger_scores.metrics(""),
         "champion": None if champion_scores is None else champion_scores.metrics(""),
-        "supervision": {k: supervision[k] for k in ("per_tier", "easy", "hard", "excluded")},
+        "supervision": {
+            k: supervision[k]
+            for k in ("strategy", "per_tier", "easy", "hard", "excluded", "n_labelled")
+        }
+        | {"n_trained": len(supervision["trace_ids"])},
     }

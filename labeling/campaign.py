@@ -32,9 +32,9 @@ from labeling.base import AsyncLabeler, LabelingError, LabelOutcome, LabelReques
 from sentinel_core import ledger
 from sentinel_core.acquisition import Plan, Unit, plan
 from sentinel_core.errors import InvalidInputError
+from sentinel_core.schema import CampaignItemRow, LabelRow, TraceRow
 from sentinel_core.settings import Settings
 from sentinel_core.slices import SliceEstimate
-from sentinel_core.store import LabelRow, TraceRow
 
 __all__ = [
     "LABELERS",
@@ -172,7 +172,7 @@ def plan_campaign(
     return cid, the_plan
 
 
-def requests_for(engine: Engine, rows: Sequence[ledger.CampaignItemRow]) -> dict[int, LabelRequest]:
+def requests_for(engine: Engine, rows: Sequence[CampaignItemRow]) -> dict[int, LabelRequest]:
     """The labeler's view of each item: question, response, reference, P(correct)."""
     wanted = {r.trace_id for r in rows}
     with Session(engine) as session:
@@ -245,7 +245,7 @@ def _amount(unit: str, usd: float) -> float:
 
 
 def _reserve(
-    engine: Engine, row: ledger.CampaignItemRow, amount: float, labeler: str, report: RunReport
+    engine: Engine, row: CampaignItemRow, amount: float, labeler: str, report: RunReport
 ) -> Literal["reserved", "taken", "exhausted"]:
     """Reserve ``row``'s cost; ``"taken"`` when another run reserved the item first (this
     run skips it), ``"exhausted"`` (``report.stopped`` says so) when the budget is spent."""
@@ -253,7 +253,7 @@ def _reserve(
     if row.state == "reserved" or ledger.reserve(engine, row.id, amount, labeler=labeler):
         return "reserved"
     with Session(engine) as session:
-        now = session.get(ledger.CampaignItemRow, row.id)
+        now = session.get(CampaignItemRow, row.id)
     if now is not None and now.state != "planned":
         report.taken += 1
         return "taken"
@@ -265,9 +265,7 @@ def _reserve(
     return "exhausted"
 
 
-def _pending_rows(
-    engine: Engine, campaign_id: str, limit: int | None
-) -> list[ledger.CampaignItemRow]:
+def _pending_rows(engine: Engine, campaign_id: str, limit: int | None) -> list[CampaignItemRow]:
     """Items still to act on: those a stopped run left reserved first, then planned ones."""
     rows = ledger.items(engine, campaign_id, states=("reserved", "planned"))
     rows.sort(key=lambda r: (r.state != "reserved", r.id))

@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from labeling.verifier import verify_record  # noqa: E402
 from sentinel_core.corpus import write_compact  # noqa: E402
-from sentinel_core.store import TraceRow, open_store  # noqa: E402
+from sentinel_core.schema import TraceRow  # noqa: E402
+from sentinel_core.store import open_store  # noqa: E402
 from tasks.collect import read_prompts  # noqa: E402
 
 

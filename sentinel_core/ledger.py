@@ -39,22 +39,26 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Column, Engine, Text, UniqueConstraint, update
+from sqlalchemy import Engine, update
 from sqlalchemy import select as sa_select
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from sentinel_core.acquisition import Plan
 from sentinel_core.errors import InvalidInputError, StoreError
-from sentinel_core.store import LabelRow, TraceRow, insert_or_skip, table_of
+from sentinel_core.schema import (
+    BudgetRow,
+    CampaignItemRow,
+    CampaignRow,
+    LabelRow,
+    TraceRow,
+    utc_now,
+)
+from sentinel_core.store import insert_or_skip, table_of
 
 __all__ = [
-    "BudgetRow",
     "BudgetState",
-    "CampaignItemRow",
-    "CampaignRow",
     "CampaignState",
     "create_budget",
     "create_campaign",
@@ -79,57 +83,6 @@ ITEM_STATES: Final[tuple[str, ...]] = (
     "failed",
 )
 OPEN_STATES: Final[tuple[str, ...]] = ("reserved", "calling", "submitted")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class BudgetRow(SQLModel, table=True):
-    """A named budget: total, and the amounts reserved and committed against it."""
-
-    __tablename__ = "budgets"
-
-    name: str = Field(primary_key=True, max_length=255)
-    unit: str = Field(max_length=16)
-    total: float
-    reserved: float = 0.0
-    committed: float = 0.0
-    created: datetime = Field(default_factory=_now)
-
-
-class CampaignRow(SQLModel, table=True):
-    """A labeling campaign: its plan, the budget it draws on, its labeler kind."""
-
-    __tablename__ = "campaigns"
-
-    id: str = Field(primary_key=True, max_length=255)
-    budget: str = Field(foreign_key="budgets.name", max_length=255, index=True)
-    by: str = Field(max_length=255)
-    labeler: str | None = Field(default=None, max_length=32)
-    plan: str = Field(sa_column=Column(Text, nullable=False))
-    created: datetime = Field(default_factory=_now)
-
-
-class CampaignItemRow(SQLModel, table=True):
-    """One response a campaign will label, with its reservation and spend."""
-
-    __tablename__ = "campaign_items"
-    __table_args__ = (UniqueConstraint("campaign_id", "trace_id"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    campaign_id: str = Field(foreign_key="campaigns.id", max_length=255, index=True)
-    trace_id: str = Field(foreign_key="traces.id", max_length=512)
-    slice: str = Field(max_length=512)
-    p_correct: float
-    stratum: int
-    state: str = Field(default="planned", max_length=16, index=True)
-    labeler: str | None = Field(default=None, max_length=32)
-    reserved: float = 0.0
-    cost: float = 0.0
-    correct: bool | None = None
-    reason: str | None = Field(default=None, sa_column=Column(Text))
-    updated: datetime = Field(default_factory=_now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +130,7 @@ def create_budget(engine: Engine, name: str, *, total: float, unit: str) -> Budg
     with Session(engine) as session:
         session.execute(
             insert_or_skip(engine, table_of(BudgetRow)),
-            [{"name": name, "unit": unit, "total": float(total), "created": _now()}],
+            [{"name": name, "unit": unit, "total": float(total), "created": utc_now()}],
         )
         session.commit()
     state = budget_state(engine, name)
@@ -231,7 +184,7 @@ def create_campaign(
                         "state": "planned",
                         "reserved": 0.0,
                         "cost": 0.0,
-                        "updated": _now(),
+                        "updated": utc_now(),
                     }
                     for item in plan.items
                 ],
@@ -284,7 +237,7 @@ def reserve(engine: Engine, item_id: int, amount: float, *, labeler: str) -> boo
         claimed = session.execute(
             update(items_t)
             .where(items_t.c.id == item_id, items_t.c.state == "planned")
-            .values(state="reserved", reserved=amount, labeler=labeler, updated=_now())
+            .values(state="reserved", reserved=amount, labeler=labeler, updated=utc_now())
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()
@@ -312,7 +265,7 @@ def _move(session: Session, item_id: int, *, frm: Iterable[str], to: str, **valu
     done = session.execute(
         update(items_t)
         .where(items_t.c.id == item_id, items_t.c.state.in_(tuple(frm)))
-        .values(state=to, updated=_now(), **values)
+        .values(state=to, updated=utc_now(), **values)
     )
     return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -386,7 +339,7 @@ def settle(
                     "labeler": labeler,
                     "correct": bool(correct),
                     "detail": detail,
-                    "labelled_at": _now(),
+                    "labelled_at": utc_now(),
                 }
             ],
         )

@@ -152,10 +152,36 @@ def score_held_out(
     )
 
 
-def decide(challenger: HeldOutScores, champion: HeldOutScores | None, *, margin: float) -> Decision:
-    """Apply the promotion rule of the module docstring."""
+def decide(
+    challenger: HeldOutScores | None,
+    champion: HeldOutScores | None,
+    *,
+    margin: float,
+    force: bool = False,
+) -> Decision:
+    """Apply the promotion rule of the module docstring.
+
+    ``challenger`` is None when its held-out error cannot be measured (labels in one
+    slice): the rule cannot promote it. ``force`` promotes anyway, the reason naming
+    what the rule said, so the registry records that an operator overrode it.
+    """
     if not 0.0 <= margin <= 1.0:
         raise InvalidInputError(f"margin must lie in [0, 1], got {margin!r}")
+    rule = _rule(challenger, champion, margin)
+    if force and not rule.promote:
+        return Decision(True, f"forced by the operator (--force) over the rule: {rule.reason}")
+    return rule
+
+
+def _rule(
+    challenger: HeldOutScores | None, champion: HeldOutScores | None, margin: float
+) -> Decision:
+    if challenger is None:
+        return Decision(
+            False,
+            "the challenger's held-out error cannot be measured (labels in one slice), "
+            "so it is served with calibration error 1.0 (intervals [0, 1]) if at all",
+        )
     mine = challenger.median_abs_error
     if champion is None:
         return Decision(True, f"no champion in service; challenger median error {mine:.4f}")

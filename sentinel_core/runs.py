@@ -16,32 +16,21 @@ and recomputes features that a trace lacks under the wanted feature set
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import JSON, Column, Engine, and_, or_
+from sqlalchemy import Engine, and_, or_
 from sqlalchemy import select as sa_select
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from sentinel_core.errors import InvalidInputError, StoreError
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION, scores_from_flat
+from sentinel_core.schema import FeatureRow, LabelRow, MonitorRun, TraceRow, Watermark, utc_now
 from sentinel_core.slices import SliceEstimate
-from sentinel_core.store import (
-    LABELER_PRIORITY,
-    FeatureRow,
-    LabelRow,
-    TraceRow,
-    insert_or_skip,
-    slice_values,
-    table_of,
-)
+from sentinel_core.store import LABELER_PRIORITY, insert_or_skip, slice_values, table_of
 
 __all__ = [
-    "MonitorRun",
-    "Watermark",
     "ensure_tables",
     "featurise_missing",
     "last_run",
@@ -53,49 +42,6 @@ __all__ = [
 
 #: Traces featurised per query and insert by :func:`featurise_missing` (as ingest's batches).
 FEATURISE_BATCH = 500
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class MonitorRun(SQLModel, table=True):
-    """One successful monitor run: where it stopped and what it estimated.
-
-    ``slices`` holds the run's :class:`SliceEstimate` dicts; ``alerts`` its drift
-    alerts. ``flow_run_id`` is unique, so recording the same run twice is a no-op.
-    """
-
-    __tablename__ = "monitor_runs"
-
-    id: int | None = Field(default=None, primary_key=True)
-    flow_run_id: str = Field(max_length=64, unique=True)
-    slice_key: str = Field(max_length=255, index=True)
-    watermark_at: datetime | None = None
-    watermark_id: str | None = Field(default=None, max_length=512)
-    n_traces: int = 0
-    model_version: str = Field(default="", max_length=64)
-    created: datetime = Field(default_factory=_now, index=True)
-    slices: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
-    alerts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
-
-    def estimates(self) -> list[SliceEstimate]:
-        """The stored slice estimates."""
-        return [SliceEstimate(**row) for row in self.slices]
-
-    def watermark(self) -> Watermark | None:
-        """Where this run stopped, or None if it covered no trace."""
-        if self.watermark_at is None or self.watermark_id is None:
-            return None
-        return Watermark(self.watermark_at, self.watermark_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Watermark:
-    """The ``(ingested_at, id)`` of the last trace a run covered."""
-
-    ingested_at: datetime
-    trace_id: str
 
 
 def ensure_tables(engine: Engine) -> None:
@@ -344,7 +290,7 @@ def _featurise_batch(engine: Engine, ids: list[str], *, feature_set: str) -> int
         by_k: dict[int, list[Any]] = {}
         for row in rows:
             by_k.setdefault(int(row[2]), []).append(row)
-        now = _now()
+        now = utc_now()
         out: list[dict[str, Any]] = []
         for k, group in by_k.items():
             top = np.concatenate(

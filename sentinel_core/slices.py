@@ -233,23 +233,17 @@ def estimate_slices(
         seed: seed of the resampling; slices are resampled in sorted-key order.
     """
     p = _as_vector("probs", probs)
-    names, inverse = _group(slice_keys, p.size)
-    _check_confidence(confidence)
-    _check_options(calibration_error, n_boot, min_n)
-    rng = np.random.default_rng(seed)
-    results = [
-        _bootstrap_estimate(
-            name,
-            p[inverse == i],
-            calibration_error=calibration_error,
-            confidence=confidence,
-            n_boot=n_boot,
-            min_n=min_n,
-            rng=rng,
-        )
-        for i, name in enumerate(names)
-    ]
-    return sorted(results, key=lambda e: (e.accuracy, e.slice))
+    # Label-free is the labelled estimate of a slice without labels: one code path.
+    return estimate_slices_with_labels(
+        p,
+        slice_keys,
+        np.full(p.shape, np.nan),
+        calibration_error=calibration_error,
+        confidence=confidence,
+        n_boot=n_boot,
+        min_n=min_n,
+        seed=seed,
+    )
 
 
 def _wilson_interval(y: FloatArray, z: float) -> tuple[float, float, float]:

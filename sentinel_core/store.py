@@ -1,4 +1,4 @@
-"""The trace store: SQLModel tables and the few queries the project runs.
+"""The trace store: the engine (SQLite or any SQLAlchemy URL) and the few queries the project runs.
 
 A SQLite file by default (created on first use), any SQLAlchemy URL for scale
 (``postgresql+psycopg://...``). Raw top-k logprobs are kept as one float array
@@ -10,10 +10,9 @@ feature set that made them.
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from sqlalchemy import (
-    JSON,
-    Column,
     Engine,
-    LargeBinary,
     Table,
-    Text,
-    UniqueConstraint,
     event,
     func,
 )
@@ -36,84 +30,14 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
-from sqlmodel import Field, Session, SQLModel, create_engine, select
+from sqlmodel import Session, SQLModel, create_engine, select
 
 from sentinel_core.errors import MissingStoreError, StoreError
+from sentinel_core.schema import FeatureRow, LabelRow, QuarantineRow, TraceRow, utc_now
 from sentinel_core.traces import Trace
 
 #: Labelers in the order their word counts when one trace has several labels.
 LABELER_PRIORITY: tuple[str, ...] = ("exact", "label-studio", "import", "judge")
-
-#: Modules whose SQLModel tables live in the store too; imported before create_all.
-_TABLE_MODULES: tuple[str, ...] = ("sentinel_core.ledger", "sentinel_core.runs")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class TraceRow(SQLModel, table=True):
-    """One stored response; ``logprobs`` is a ``(n_steps, k)`` array blob."""
-
-    __tablename__ = "traces"
-
-    id: str = Field(primary_key=True, max_length=512)
-    model: str = Field(max_length=255, index=True)
-    created: datetime = Field(index=True)
-    ingested_at: datetime = Field(default_factory=_now, index=True)
-    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON))
-    prompt_hash: str | None = Field(default=None, max_length=64, index=True)
-    prompt: str | None = Field(default=None, sa_column=Column(Text))
-    response_text: str = Field(sa_column=Column(Text, nullable=False))
-    finish_reason: str | None = Field(default=None, max_length=32)
-    n_steps: int
-    k: int
-    dtype: str = Field(max_length=16)
-    logprobs: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    chosen: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    resorted: bool = False
-    content_hash: str = Field(max_length=64, index=True)
-    source: str = Field(max_length=1024)
-
-
-class FeatureRow(SQLModel, table=True):
-    """The scores of one trace under one feature set (``values``: float64 blob)."""
-
-    __tablename__ = "features"
-
-    trace_id: str = Field(primary_key=True, foreign_key="traces.id", max_length=512)
-    feature_set: str = Field(primary_key=True, max_length=64)
-    values: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    computed_at: datetime = Field(default_factory=_now)
-
-
-class QuarantineRow(SQLModel, table=True):
-    """A line that is not a valid trace, kept whole with the reason."""
-
-    __tablename__ = "quarantine"
-    __table_args__ = (UniqueConstraint("source", "line_no", "raw_sha256"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    source: str = Field(max_length=1024)
-    line_no: int
-    raw: str = Field(sa_column=Column(Text, nullable=False))
-    raw_sha256: str = Field(max_length=64)
-    reason: str = Field(sa_column=Column(Text, nullable=False))
-    quarantined_at: datetime = Field(default_factory=_now)
-
-
-class LabelRow(SQLModel, table=True):
-    """Whether a response was correct, according to one kind of labeler."""
-
-    __tablename__ = "labels"
-    __table_args__ = (UniqueConstraint("trace_id", "labeler"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    trace_id: str = Field(foreign_key="traces.id", max_length=512, index=True)
-    labeler: str = Field(max_length=32)
-    correct: bool
-    detail: str | None = Field(default=None, sa_column=Column(Text))
-    labelled_at: datetime = Field(default_factory=_now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +94,6 @@ def open_store(url: str, *, create: bool = True) -> Engine:
         ) from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    # Tables defined beside the store (the ledger, the run watermarks) register on import.
-    for module in _TABLE_MODULES:
-        importlib.import_module(module)
     try:
         if not create and not sa_inspect(engine).has_table(str(TraceRow.__tablename__)):
             engine.dispose()
@@ -268,7 +189,7 @@ def write_batch(
         )
         trace_rows: list[dict[str, Any]] = []
         feature_rows: list[dict[str, Any]] = []
-        now = _now()
+        now = utc_now()
         for index, (trace, row_scores, source) in enumerate(
             zip(traces, scores, sources, strict=True)
         ):
@@ -430,7 +351,7 @@ def add_labels(
                     "labeler": labeler,
                     "correct": bool(correct),
                     "detail": detail,
-                    "labelled_at": _now(),
+                    "labelled_at": utc_now(),
                 }
             )
         if rows:

@@ -48,6 +48,7 @@ __all__ = [
     "difficulty_mixed",
     "difficulty_tiers",
     "pooled",
+    "supervision_set",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -297,3 +298,24 @@ def pooled(
         tiers=None,
         strategy="pooled",
     )
+
+
+def supervision_set(
+    slice_keys: npt.ArrayLike, labels: npt.ArrayLike, *, min_labels: int, seed: int = 0
+) -> Supervision:
+    """The training rows of a challenger: :func:`difficulty_mixed`, or every label
+    (:func:`pooled`, ``strategy`` says why) while no slice has ``min_labels`` labels yet.
+
+    A first night with a handful of labels per slice has no slice whose accuracy can be
+    trusted to place it in a tier; refusing to train would leave no model at all, so
+    the labels are pooled until some slice is large enough.
+    """
+    _check_min_labels(min_labels)
+    keys, _, rows = _labelled(slice_keys, labels)
+    _, counts = np.unique(keys[rows], return_counts=True)
+    if counts.size and counts.max() >= min_labels:
+        return difficulty_mixed(keys, labels, min_labels=min_labels, seed=seed)
+    chosen = pooled(keys, labels, seed=seed)
+    most = int(counts.max(initial=0))
+    strategy = f"pooled (no slice has {min_labels} labels yet; the largest has {most})"
+    return Supervision(chosen.indices, chosen.per_slice, chosen.per_tier, None, strategy)

@@ -30,11 +30,10 @@ from openai.types.chat import ChatCompletion
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from labeling.retries import is_transient as is_transient  # re-exported: the old home
 from labeling.retries import make_client, with_retries
 from sentinel_core.errors import SentinelError
 from sentinel_core.ingest import EMPTY_REPORT, IngestReport, ingest_records
-from sentinel_core.store import TraceRow
+from sentinel_core.schema import TraceRow
 
 #: The user-message suffixes of the dev corpus (``shared/data/prompts/README.md``).
 SUFFIX = "\n\nPlease reason step by step, and put your final answer within \\boxed{}."

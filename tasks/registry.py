@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from sentinel_core.errors import NotFittedError, SentinelError
 from sentinel_core.estimator import ATCClassifier, EntropyEstimator
 from sentinel_core.settings import Settings
@@ -72,53 +75,33 @@ def configure(settings: Settings) -> None:
     mlflow.set_experiment(EXPERIMENT)
 
 
-def register_estimator(
-    settings: Settings,
-    estimator: EntropyEstimator | ATCClassifier,
-    *,
-    feature_set: str,
-    feature_names: tuple[str, ...],
-    calibration_error: float,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    input_example: Any,
-    promote: bool = True,
-) -> ServedModel:
-    """Log ``estimator`` in a new MLflow run, register a version, optionally make it champion."""
+def log_estimator(run_id: str, estimator: EntropyEstimator | ATCClassifier, held_out: float) -> str:
+    """Log ``estimator`` into the open run ``run_id`` (skops, with a signature); its URI.
+
+    The one way a model enters MLflow: the retrain flow logs the challenger here, and
+    :func:`register_logged_model` then registers it.
+    """
     import mlflow
-    from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    configure(settings)
-    signature = infer_signature(input_example, estimator.predict_proba(input_example))
-    tags = {
-        "feature_set": feature_set,
-        "feature_names": json.dumps(list(feature_names)),
-        "calibration_error": repr(float(calibration_error)),
-    }
-    with mlflow.start_run(run_name="train") as run, warnings.catch_warnings():
+    from sentinel_core.features import FEATURE_NAMES
+
+    example = pd.DataFrame(np.zeros((2, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
+    signature = infer_signature(example, estimator.predict_proba(example))
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
         # MLflow reads the `X: Any` hint of predict() as "no validation"; the signature
         # above is what validates inputs, so its reminder is noise here.
         warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType")
-        mlflow.log_params(params)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # drop NaN
         info = mlflow.sklearn.log_model(
             estimator,
             name="estimator",
             serialization_format="skops",
             skops_trusted_types=trusted_types(estimator),
             signature=signature,
-            registered_model_name=settings.registered_model,
         )
-    client = MlflowClient()
-    version = str(info.registered_model_version)
-    for key, value in tags.items():
-        client.set_model_version_tag(settings.registered_model, version, key, value)
-    if promote:
-        client.set_registered_model_alias(settings.registered_model, CHAMPION, version)
-    return ServedModel(
-        estimator, version, run.info.run_id, feature_set, feature_names, calibration_error
-    )
+        if np.isfinite(held_out):
+            mlflow.log_metric("held_out_slice_error", held_out)
+    return str(info.model_uri)
 
 
 def load_champion(settings: Settings) -> ServedModel:

@@ -21,7 +21,6 @@ from sqlalchemy import Engine
 
 from sentinel_core.drift import estimates_from_dicts
 from sentinel_core.runs import (
-    Watermark,
     ensure_tables,
     featurise_missing,
     last_run,
@@ -30,6 +29,7 @@ from sentinel_core.runs import (
     recent_labelled_ids,
     record_run,
 )
+from sentinel_core.schema import Watermark
 from sentinel_core.store import open_store
 
 STORE_RETRIES = {"retries": 2, "retry_delay_seconds": 1.0, "cache_policy": NO_CACHE}

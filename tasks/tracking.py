@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import time
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,13 +23,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from sentinel_core.estimator import ATCClassifier, EntropyEstimator
-from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
+from sentinel_core.features import FEATURE_SET_VERSION
+from sentinel_core.monitoring import Scored
 from sentinel_core.promotion import Decision, HeldOutScores
-from sentinel_core.runs import Watermark
+from sentinel_core.recipe import Recipe
+from sentinel_core.schema import Watermark
 from sentinel_core.settings import Settings
 from tasks.charts import estimate_vs_truth_chart, reliability_chart, slice_chart
-from tasks.estimate import Scored
-from tasks.registry import EXPERIMENT, configure, trusted_types
+from tasks.registry import EXPERIMENT, configure, log_estimator
 
 FLOW_RUN_TAG = "prefect_flow_run_id"
 KIND_TAG = "sentinel_kind"
@@ -147,9 +147,9 @@ def log_retrain_run(
     *,
     flow_run_id: str,
     by: str,
-    method: str,
+    recipe: Recipe,
     supervision: dict[str, Any],
-    challenger: HeldOutScores,
+    challenger: HeldOutScores | None,
     champion: HeldOutScores | None,
     champion_version: str | None,
     decision: Decision,
@@ -158,8 +158,9 @@ def log_retrain_run(
     """Challenger and champion side by side in one run, with the challenger's model.
 
     ``model`` is None when the registry already holds a version for this supervision
-    set (a rerun): the run then records the evaluation only. Returns the run id and the
-    logged model's URI (None without a model).
+    set (a rerun): the run then records the evaluation only. ``challenger`` is None when
+    its held-out error could not be measured (labels in one slice, ``--force``).
+    Returns the run id and the logged model's URI (None without a model).
     """
     client = _client(settings)
     run_id = _open_run(
@@ -168,16 +169,18 @@ def log_retrain_run(
         kind="retrain",
         tags={"idempotency_key": supervision["key"], "decision": _decision(decision)},
     )
-    metrics = challenger.metrics("challenger_")
+    metrics = {} if challenger is None else challenger.metrics("challenger_")
     if champion is not None:
         metrics.update(champion.metrics("champion_"))
     metrics["n_supervision"] = float(len(supervision["trace_ids"]))
     metrics["n_labelled"] = float(supervision["n_labelled"])
     metrics["tier_threshold"] = float(supervision["threshold"])
     params = {
-        "method": method,
+        "method": recipe.method,
+        "calibration": recipe.calibration,
+        "balanced": recipe.balanced,
         "slice_key": by,
-        "sampling": "difficulty_mixed",
+        "sampling": supervision["strategy"],
         "feature_set": FEATURE_SET_VERSION,
         "seed": settings.seed,
         "retrain_folds": settings.retrain_folds,
@@ -192,11 +195,12 @@ def log_retrain_run(
     client.log_dict(
         run_id, supervision | {"trace_ids": sorted(supervision["trace_ids"])}, "supervision.json"
     )
-    series = {"challenger": challenger.per_slice}
+    series = {} if challenger is None else {"challenger": challenger.per_slice}
     if champion is not None:
         series[f"champion v{champion_version}"] = champion.per_slice
-    _log_figure(client, run_id, estimate_vs_truth_chart(series), "charts/held_out.png")
-    model_uri = None if model is None else _log_model(run_id, *model)
+    if series:
+        _log_figure(client, run_id, estimate_vs_truth_chart(series), "charts/held_out.png")
+    model_uri = None if model is None else log_estimator(run_id, *model)
     client.set_terminated(run_id)
     return {"run_id": run_id, "model_uri": model_uri}
 
@@ -205,35 +209,14 @@ def _decision(decision: Decision) -> str:
     return "promote" if decision.promote else "keep"
 
 
-def _side_by_side(challenger: HeldOutScores, champion: HeldOutScores | None) -> pd.DataFrame:
+def _side_by_side(challenger: HeldOutScores | None, champion: HeldOutScores | None) -> pd.DataFrame:
     rows = []
-    for name, (estimate, truth) in challenger.per_slice.items():
+    for name, (estimate, truth) in ({} if challenger is None else challenger.per_slice).items():
         row = {"slice": name, "truth": truth, "challenger": estimate}
         if champion is not None and name in champion.per_slice:
             row["champion"] = champion.per_slice[name][0]
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _log_model(run_id: str, estimator: EntropyEstimator | ATCClassifier, held_out: float) -> str:
-    import mlflow
-    from mlflow.models import infer_signature
-
-    example = pd.DataFrame(np.zeros((2, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
-    signature = infer_signature(example, estimator.predict_proba(example))
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-        # As in tasks.registry.register_estimator: the signature validates inputs, so
-        # MLflow's note on the `X: Any` hint of predict() is noise.
-        warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType")
-        info = mlflow.sklearn.log_model(
-            estimator,
-            name="estimator",
-            serialization_format="skops",
-            skops_trusted_types=trusted_types(estimator),
-            signature=signature,
-        )
-        mlflow.log_metric("held_out_slice_error", held_out)
-    return str(info.model_uri)
 
 
 @task(**MLFLOW_RETRIES)

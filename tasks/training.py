@@ -24,7 +24,6 @@ from sentinel_core.estimator import (
     EntropyEstimator,
     estimate_held_out_calibration_error,
     fit_estimator,
-    make_estimator,
 )
 from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from sentinel_core.promotion import (
@@ -34,10 +33,11 @@ from sentinel_core.promotion import (
     decide,
     score_held_out,
 )
+from sentinel_core.recipe import Recipe
 from sentinel_core.runs import load_rows
+from sentinel_core.schema import LabelRow
 from sentinel_core.settings import Settings
-from sentinel_core.store import LabelRow
-from sentinel_core.supervision import difficulty_mixed
+from sentinel_core.supervision import supervision_set
 from tasks.registry import idempotency_key, load_version
 from tasks.store import engine_for
 
@@ -60,18 +60,38 @@ def labelled_frame(settings: Settings, by: str) -> pd.DataFrame:
 
 def _sampler(settings: Settings) -> Any:
     def sample(keys: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) -> Any:
-        return difficulty_mixed(
+        return supervision_set(
             keys, labels, min_labels=settings.supervision_min_labels, seed=settings.seed
         ).indices
 
     return sample
 
 
+def _n_slices(frame: pd.DataFrame) -> int:
+    return int(frame["slice"].nunique())
+
+
 @task(cache_policy=NO_CACHE)
-def sample_supervision(settings: Settings, by: str, method: str) -> dict[str, Any]:
-    """The difficulty-mixed supervision set: trace ids, how it splits, its idempotency key."""
+def sample_supervision(
+    settings: Settings, by: str, recipe: Recipe, force: bool = False
+) -> dict[str, Any]:
+    """The supervision set (difficulty-mixed; pooled while no slice has enough labels):
+    trace ids, how it splits, its idempotency key.
+
+    Raises:
+        SentinelError: the labels lie in one slice, so the challenger's held-out error
+            cannot be measured, and ``force`` is not set.
+    """
     frame = labelled_frame(settings, by)
-    chosen = difficulty_mixed(
+    if _n_slices(frame) < 2 and not force:
+        only = str(frame["slice"].iloc[0])
+        raise SentinelError(
+            f"expected labelled traces in at least 2 slices of {by!r} to measure the model's "
+            f"held-out error (leave-one-slice-out), got 1 ({only!r}): without it the "
+            "estimates' intervals cannot be widened for new slices; label traces of another "
+            "slice, train --by a key with several values, or pass --force to register it anyway"
+        )
+    chosen = supervision_set(
         frame["slice"].to_numpy(),
         frame["label"].to_numpy(),
         min_labels=settings.supervision_min_labels,
@@ -79,32 +99,35 @@ def sample_supervision(settings: Settings, by: str, method: str) -> dict[str, An
     )
     ids = frame["trace_id"].to_numpy()[chosen.indices].tolist()
     tiers = chosen.tiers
-    if tiers is None:  # difficulty_mixed always records its split; pooled would not
-        raise SentinelError("expected the tier split of a difficulty-mixed supervision set")
     return {
         "trace_ids": ids,
+        "strategy": chosen.strategy,
         "per_slice": dict(chosen.per_slice),
         "per_tier": dict(chosen.per_tier),
-        "threshold": tiers.threshold,
-        "easy": list(tiers.easy),
-        "hard": list(tiers.hard),
-        "excluded": list(tiers.excluded),
+        "threshold": float("nan") if tiers is None else tiers.threshold,
+        "easy": [] if tiers is None else list(tiers.easy),
+        "hard": [] if tiers is None else list(tiers.hard),
+        "excluded": [] if tiers is None else list(tiers.excluded),
         "n_labelled": len(frame),
+        "n_slices": _n_slices(frame),
         "key": idempotency_key(
-            ids, method=method, feature_set=FEATURE_SET_VERSION, seed=settings.seed
+            ids, method=recipe.name, feature_set=FEATURE_SET_VERSION, seed=settings.seed
         ),
     }
 
 
 @task(cache_policy=NO_CACHE)
-def evaluate_challenger(settings: Settings, by: str, method: str) -> HeldOutScores:
-    """The challenger recipe's out-of-slice scores on every labelled trace."""
+def evaluate_challenger(settings: Settings, by: str, recipe: Recipe) -> HeldOutScores | None:
+    """The challenger recipe's out-of-slice scores on every labelled trace; None when
+    the labels lie in one slice (nothing to hold out)."""
     frame = labelled_frame(settings, by)
+    if _n_slices(frame) < 2:
+        return None
     probs = cross_fit(
         frame[list(FEATURE_NAMES)].to_numpy(),
         frame["label"].to_numpy(),
         frame["slice"].to_numpy(),
-        make=lambda: make_estimator(method, search=False, random_state=settings.seed),
+        make=lambda: recipe.make(search=False),
         sample=_sampler(settings),
         n_folds=settings.retrain_folds,
         seed=settings.seed,
@@ -123,26 +146,25 @@ def evaluate_version(settings: Settings, by: str, version: str) -> HeldOutScores
 
 @task(cache_policy=NO_CACHE)
 def decide_promotion(
-    challenger: HeldOutScores, champion: HeldOutScores | None, margin: float
+    challenger: HeldOutScores | None,
+    champion: HeldOutScores | None,
+    margin: float,
+    force: bool = False,
 ) -> Decision:
-    """The promotion rule of ``sentinel_core.promotion``."""
-    return decide(challenger, champion, margin=margin)
+    """The promotion rule of ``sentinel_core.promotion`` (``force`` overrides it, saying so)."""
+    return decide(challenger, champion, margin=margin, force=force)
 
 
 @task(cache_policy=NO_CACHE)
 def fit_challenger(
-    settings: Settings, by: str, method: str, trace_ids: list[str]
+    settings: Settings, by: str, recipe: Recipe, trace_ids: list[str]
 ) -> tuple[EntropyEstimator | ATCClassifier, float]:
-    """Fit and calibrate the challenger on the supervision set; its held-out slice error."""
+    """Fit and calibrate the challenger on the supervision set; its held-out slice error
+    (NaN when the supervision set holds one slice: the served error is then 1.0)."""
     frame = labelled_frame(settings, by).set_index("trace_id").loc[trace_ids]
     X, y = frame[list(FEATURE_NAMES)], frame["label"].to_numpy().astype(int)
-    estimator = fit_estimator(
-        make_estimator(method, random_state=settings.seed), X, y, groups=frame["slice"].to_numpy()
-    )
+    estimator = fit_estimator(recipe.make(), X, y, groups=frame["slice"].to_numpy())
     held_out = estimate_held_out_calibration_error(
-        X,
-        y,
-        frame["slice"].to_numpy(),
-        estimator_factory=lambda: make_estimator(method, search=False, random_state=settings.seed),
+        X, y, frame["slice"].to_numpy(), estimator_factory=lambda: recipe.make(search=False)
     )
     return estimator, held_out

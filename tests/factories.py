@@ -111,3 +111,31 @@ def real_lines() -> list[bytes]:
     """The 14 unmodified wire-format lines of real responses shipped for tests."""
     with gzip.open(REAL_TRACES, "rb") as handle:
         return [line for line in handle.read().splitlines() if line.strip()]
+
+
+def plant_champion(settings: Any, estimator: Any, *, calibration_error: float) -> str:
+    """Serve ``estimator`` as champion the way the retrain flow does (log, register with
+    the serving tags, promote), without its evaluation; the new version."""
+    from mlflow import MlflowClient
+
+    from sentinel_core.promotion import Decision
+    from tasks.models import apply_decision, register_challenger
+    from tasks.registry import EXPERIMENT, configure, log_estimator
+
+    configure(settings)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    run_id = client.create_run(experiment.experiment_id, run_name="planted").info.run_id
+    uri = log_estimator(run_id, estimator, calibration_error)
+    client.set_terminated(run_id)
+    version: str = register_challenger.fn(
+        settings,
+        key=f"planted-{run_id}",
+        model_uri=uri,
+        run_id=run_id,
+        calibration_error=calibration_error,
+        method="planted",
+    )
+    apply_decision.fn(settings, version, Decision(True, "planted by a test"))
+    return version

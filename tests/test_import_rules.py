@@ -85,6 +85,8 @@ def test_the_shipped_layers_keep_every_import_contract() -> None:
         ("tasks", "import flows.nightly", "Layers"),
         ("sentinel_core", "import prefect", "Pure domain"),
         ("labeling", "import mlflow", "Labelers"),
+        ("proxy", "import tasks.store", "Layers"),
+        ("proxy", "import prefect", "Proxy"),
     ],
 )
 def test_a_planted_upward_import_breaks_a_contract(
@@ -98,3 +100,17 @@ def test_a_planted_upward_import_breaks_a_contract(
     # An upward import into tasks also reaches prefect, so the domain rule may break too.
     assert any(line.startswith(contract) for line in broken), result.stdout
     assert f"{where}.planted_probe" in result.stdout
+
+
+def test_a_planted_cycle_between_modules_of_a_layer_breaks_the_acyclic_contract(
+    tmp_path: Path,
+) -> None:
+    root = _copy_tree(tmp_path)
+    (root / "sentinel_core" / "planted_probe.py").write_text("import sentinel_core.store\n")
+    errors = root / "sentinel_core" / "errors.py"
+    errors.write_text(errors.read_text() + "\nimport sentinel_core.planted_probe\n")
+    result = _lint_imports(root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    broken = [line for line in result.stdout.splitlines() if line.endswith(" BROKEN")]
+    assert broken == ["No import cycle between the modules of any layer BROKEN"], result.stdout
+    assert "- .planted_probe -> .store" in result.stdout

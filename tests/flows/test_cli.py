@@ -78,7 +78,8 @@ def test_main_job_then_estimate_and_evaluate_end_to_end(home: Path, tmp_path: Pa
     assert demo.exit_code == 0, demo.output
     assert "sample: read 134 = stored 134 + quarantined 0 + duplicates 0" in demo.output
     assert "verified 134 new traces (63 correct)" in demo.output
-    assert "registered version 1 as champion" in demo.output
+    assert "registered as new version 1: promoted: no champion in service" in demo.output
+    assert "champion: version 1" in demo.output
     assert "olympiadbench" in demo.output
 
     table = tmp_path / "slices.csv"
@@ -110,6 +111,37 @@ def test_main_job_then_estimate_and_evaluate_end_to_end(home: Path, tmp_path: Pa
     summary = _last_json(evaluate.output)
     assert {row["method"] for row in summary} == {"default", "lr_11d", "atc_H_max"}
     assert all(row["g"] == 1 and 0.0 <= row["median_aee"] <= 1.0 for row in summary)
+
+
+def test_train_twice_keeps_the_champion_and_force_moves_it_recording_why(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sentinel train`` is the nightly retrain: same key, same rule, same registry."""
+    from mlflow import MlflowClient
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["demo"]).exit_code == 0  # version 1, promoted
+    again = runner.invoke(app, ["train"])
+    assert again.exit_code == 0, again.output
+    assert "already registered as 1: already-champion" in again.output
+    assert "champion: version 1" in again.output
+    monkeypatch.setenv("SENTINEL_PROMOTE_MARGIN", "1.0")  # no challenger can win by 1.0
+    kept = runner.invoke(app, ["train", "--method", "lr_11d"])
+    assert kept.exit_code == 0, kept.output
+    assert "registered as new version 2: kept-challenger: challenger median" in kept.output
+    assert "does not beat champion's" in kept.output
+    assert "champion: version 1" in kept.output
+    forced = runner.invoke(app, ["train", "--method", "lr_11d", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "already registered as 2: promoted: forced by the operator (--force)" in forced.output
+    assert "champion: version 2" in forced.output
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    model = "entropy-sentinel-estimator"
+    assert str(client.get_model_version_by_alias(model, "champion").version) == "2"
+    tags = client.get_model_version(model, "2").tags
+    assert tags["promotion"] == "promoted"
+    assert tags["promotion_reason"].startswith("forced by the operator (--force) over the rule:")
+    assert len(client.search_model_versions(f"name='{model}'")) == 2
 
 
 def test_verify_labels_real_responses_once_and_reports_per_slice(home: Path) -> None:
@@ -154,7 +186,8 @@ def test_the_papers_classifier_can_be_trained_and_served_instead_of_the_default(
     trained = runner.invoke(app, ["train", "--method", "lr_11d", "--calibration", "sigmoid"])
     estimate = runner.invoke(app, ["estimate", "--by", "benchmark", "--no-use-labels", "--json"])
     assert trained.exit_code == 0, trained.output
-    assert "trained lr_11d on 14 labels" in trained.output
+    # 1 label per benchmark: no slice can be placed in a difficulty tier yet, so all pool.
+    assert "trained lr_11d[calibration=sigmoid] on 14 of 14 labels (pooled" in trained.output
     rows = _last_json(estimate.output)
     assert isinstance(rows, list)
     assert {row["method"] for row in rows} == {"bootstrap"}

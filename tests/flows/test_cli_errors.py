@@ -400,7 +400,8 @@ def test_train_on_one_slice_refuses_to_register_unless_forced(
 
     code, out, err = sentinel(monkeypatch, capsys, "train", "--force")
     assert code == 0, err
-    assert "registered version 1 as champion" in out
+    assert "registered as new version 1: promoted: forced by the operator (--force)" in out
+    assert "cannot be measured (labels in one slice)" in out
 
 
 # 13: a concurrent run that finds an item taken -----------------------------------------

@@ -31,8 +31,9 @@ import pytest
 from sqlmodel import Session, select
 
 from sentinel_core import ledger
-from sentinel_core.runs import MonitorRun, new_trace_ids
-from sentinel_core.store import LabelRow, open_store
+from sentinel_core.runs import new_trace_ids
+from sentinel_core.schema import LabelRow, MonitorRun
+from sentinel_core.store import open_store
 from tests.labeling.judge_server import JudgeServer, Step, running_judge_server
 
 SENTINEL = str(Path(sys.executable).with_name("sentinel"))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from flows.retrain import retrain
 from sentinel_core.estimator import EntropyEstimator
 from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from sentinel_core.settings import Settings
-from tasks.registry import CHAMPION, IDEMPOTENCY_TAG, register_estimator
+from tasks.registry import CHAMPION, IDEMPOTENCY_TAG
+from tests.factories import plant_champion
 from tests.flows.conftest import Env
 
 MODEL = "entropy-sentinel-estimator"
@@ -74,17 +74,7 @@ def _register_poor_champion(env: Env) -> str:
     X = easiest[list(FEATURE_NAMES)]
     y = np.ones(len(easiest), dtype=int)  # everything "correct": a constant 0.99 estimator
     settings = Settings(home=env.home, db_url=env.db_url, mlflow_tracking_uri=env.tracking_uri)
-    served = register_estimator(
-        settings,
-        EntropyEstimator(search=False).fit(X, y),
-        feature_set=FEATURE_SET_VERSION,
-        feature_names=FEATURE_NAMES,
-        calibration_error=0.0,
-        params={"method": "poor"},
-        metrics={},
-        input_example=pd.DataFrame(X.head(2)),
-    )
-    return served.version
+    return plant_champion(settings, EntropyEstimator(search=False).fit(X, y), calibration_error=0.0)
 
 
 def test_a_challenger_that_beats_the_champion_by_the_margin_is_promoted(corpus_env: Env) -> None:

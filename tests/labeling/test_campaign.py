@@ -19,8 +19,9 @@ from sentinel_core import ledger
 from sentinel_core.corpus import iter_sample_records
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION
 from sentinel_core.ingest import ingest_records
+from sentinel_core.schema import LabelRow
 from sentinel_core.slices import estimate_slices
-from sentinel_core.store import LabelRow, load_scores, slice_values
+from sentinel_core.store import load_scores, slice_values
 from tests.labeling.planning import plan_stored
 
 SENTINEL = str(Path(sys.executable).with_name("sentinel"))

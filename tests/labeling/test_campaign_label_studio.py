@@ -28,7 +28,7 @@ from labeling.label_studio import CHOICE_NAME
 from sentinel_core import ledger
 from sentinel_core.corpus import iter_sample_records
 from sentinel_core.ingest import ingest_records
-from sentinel_core.store import LabelRow
+from sentinel_core.schema import LabelRow
 from tests.labeling.conftest import LabelStudioServer
 from tests.labeling.planning import plan_stored
 

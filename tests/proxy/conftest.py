@@ -12,8 +12,9 @@ import pytest
 from sqlmodel import Session, select
 
 from proxy.app import Proxy, create_app, running_proxy
+from sentinel_core.schema import TraceRow
 from sentinel_core.settings import Settings
-from sentinel_core.store import TraceRow, open_store
+from sentinel_core.store import open_store
 from tests.proxy.upstream import FakeUpstream, running_upstream
 
 API_KEY = "sk-proxy-test-secret"

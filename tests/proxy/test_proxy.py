@@ -298,7 +298,7 @@ def test_store_down_spills_then_sentinel_ingest_stores(
     assert json.loads(done.output.strip().splitlines()[-1])["stored"] == 2
     from sqlmodel import Session, select
 
-    from sentinel_core.store import TraceRow
+    from sentinel_core.schema import TraceRow
 
     engine = open_store(good)
     with Session(engine) as session:

@@ -22,7 +22,8 @@ import openai
 import pytest
 from sqlmodel import Session, select
 
-from sentinel_core.store import TraceRow, open_store
+from sentinel_core.schema import TraceRow
+from sentinel_core.store import open_store
 
 pytestmark = pytest.mark.llm_server
 SENTINEL = str(Path(sys.executable).with_name("sentinel"))

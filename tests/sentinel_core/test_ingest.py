@@ -16,14 +16,8 @@ from sentinel_core.corpus import iter_sample_records
 from sentinel_core.errors import InvalidInputError
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION, entropy_profile
 from sentinel_core.ingest import DamagedFileError, ingest_file, ingest_records
-from sentinel_core.store import (
-    FeatureRow,
-    QuarantineRow,
-    TraceRow,
-    add_labels,
-    count_rows,
-    load_scores,
-)
+from sentinel_core.schema import FeatureRow, QuarantineRow, TraceRow
+from sentinel_core.store import add_labels, count_rows, load_scores
 from tests.factories import REAL_TRACES, chat_completion, real_lines, wrapper, write_jsonl
 
 

@@ -16,7 +16,7 @@ from sentinel_core.acquisition import Plan, PlanItem, SliceAllocation
 from sentinel_core.corpus import iter_sample_records
 from sentinel_core.errors import InvalidInputError, StoreError
 from sentinel_core.ingest import ingest_records
-from sentinel_core.store import LabelRow
+from sentinel_core.schema import CampaignItemRow, LabelRow
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def make_plan(ids: list[str], *, unit: str = "usd") -> Plan:
     return Plan("benchmark", 10.0, unit, 0.1, len(ids), (alloc,), items)  # type: ignore[arg-type]
 
 
-def open_items(engine: Engine, cid: str) -> list[ledger.CampaignItemRow]:
+def open_items(engine: Engine, cid: str) -> list[CampaignItemRow]:
     return ledger.items(engine, cid)
 
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentinel_core.errors import InvalidInputError
-from sentinel_core.supervision import difficulty_mixed, difficulty_tiers, pooled
+from sentinel_core.supervision import difficulty_mixed, difficulty_tiers, pooled, supervision_set
 
 
 @st.composite
@@ -157,3 +157,15 @@ def test_pooled_draws_uniformly_without_repeats_and_is_seeded() -> None:
     assert np.unique(a.indices).size == 30
     assert not np.isnan(labels[a.indices]).any()
     assert pooled(keys, labels).indices.size == int((~np.isnan(labels)).sum())
+
+
+def test_supervision_set_pools_every_label_until_a_slice_has_enough() -> None:
+    keys = np.array(["a", "a", "b", "b", "c"])
+    labels = np.array([1.0, 0.0, 1.0, np.nan, 0.0])
+    few = supervision_set(keys, labels, min_labels=3)
+    assert few.indices.tolist() == [0, 1, 2, 4]
+    assert few.tiers is None
+    assert few.strategy == "pooled (no slice has 3 labels yet; the largest has 2)"
+    enough = supervision_set(keys, labels, min_labels=2)
+    assert enough.strategy == "difficulty_mixed"
+    assert np.array_equal(enough.indices, difficulty_mixed(keys, labels, min_labels=2).indices)

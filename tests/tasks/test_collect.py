@@ -31,7 +31,8 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from flows.cli import app
-from sentinel_core.store import TraceRow, open_store
+from sentinel_core.schema import TraceRow
+from sentinel_core.store import open_store
 from tasks.collect import (
     CHOICE_SUFFIX,
     SUFFIX,

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from sentinel_core.corpus import iter_sample_records
-from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_NAMES, FEATURE_SET_VERSION
 from sentinel_core.ingest import ingest_records
+from sentinel_core.monitoring import Scored
+from sentinel_core.recipe import Recipe
 from sentinel_core.settings import Settings
-from sentinel_core.store import add_labels, load_scores, open_store
-from tasks.estimate import Scored, estimate_slices, score_chunk
-from tasks.registry import register_estimator
+from sentinel_core.store import add_labels, open_store
+from tasks.estimate import estimate_slices, score_chunk
 from tasks.training import fit_challenger, sample_supervision
+from tests.factories import plant_champion
 
 
 @pytest.fixture
@@ -31,21 +32,11 @@ def served(tmp_path: Path) -> tuple[Settings, str, list[str]]:
     settings = Settings(
         home=tmp_path, db_url=url, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
     )
-    supervision = sample_supervision.fn(settings, "benchmark", "default")
-    estimator, error = fit_challenger.fn(settings, "benchmark", "default", supervision["trace_ids"])
-    frame = load_scores(engine, feature_set=FEATURE_SET_VERSION, names=ALL_SCORE_NAMES)
-    names = tuple(FEATURE_NAMES)
-    model = register_estimator(
-        settings,
-        estimator,
-        feature_set=FEATURE_SET_VERSION,
-        feature_names=names,
-        calibration_error=error,
-        params={},
-        metrics={},
-        input_example=frame[list(names)].head(5),
-    )
-    return settings, model.version, [r["id"] for r, _ in records]
+    recipe = Recipe()
+    supervision = sample_supervision.fn(settings, "benchmark", recipe)
+    estimator, error = fit_challenger.fn(settings, "benchmark", recipe, supervision["trace_ids"])
+    version = plant_champion(settings, estimator, calibration_error=error)
+    return settings, version, [r["id"] for r, _ in records]
 
 
 def test_a_chunk_is_scored_in_its_own_order_as_arrays(

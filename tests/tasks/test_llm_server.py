@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from sqlmodel import Session, select
 
-from sentinel_core.store import QuarantineRow, TraceRow, open_store
+from sentinel_core.schema import QuarantineRow, TraceRow
+from sentinel_core.store import open_store
 from tasks.collect import Prompt, collect, make_client, request_completion
 
 pytestmark = pytest.mark.llm_server

@@ -11,7 +11,8 @@ from sqlmodel import Session, delete, select
 from sentinel_core.corpus import iter_sample_records
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION
 from sentinel_core.ingest import ingest_records
-from sentinel_core.store import FeatureRow, open_store
+from sentinel_core.schema import FeatureRow
+from sentinel_core.store import open_store
 from tasks.store import (
     engine_for,
     featurise_chunk,

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from sentinel_core.corpus import iter_sample_records
+from sentinel_core.errors import InvalidInputError
 from sentinel_core.ingest import ingest_records
 from sentinel_core.promotion import Decision
+from sentinel_core.recipe import Recipe
 from sentinel_core.settings import Settings
 from sentinel_core.store import add_labels, open_store
 from tasks.alerts import compare_estimates
@@ -27,9 +29,9 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_the_supervision_set_balances_tiers_and_its_key_is_stable(settings: Settings) -> None:
-    first = sample_supervision.fn(settings, "benchmark", "default")
-    again = sample_supervision.fn(settings, "benchmark", "default")
-    other = sample_supervision.fn(settings, "benchmark", "lr_11d")
+    first = sample_supervision.fn(settings, "benchmark", Recipe())
+    again = sample_supervision.fn(settings, "benchmark", Recipe())
+    other = sample_supervision.fn(settings, "benchmark", Recipe("lr_11d"))
     assert first["per_tier"]["easy"] == first["per_tier"]["hard"]
     assert len(first["trace_ids"]) == 2 * first["per_tier"]["easy"]
     assert first["key"] == again["key"] != other["key"]
@@ -37,7 +39,7 @@ def test_the_supervision_set_balances_tiers_and_its_key_is_stable(settings: Sett
 
 
 def test_the_challenger_is_scored_out_of_slice_on_every_labelled_trace(settings: Settings) -> None:
-    scores = evaluate_challenger.fn(settings, "benchmark", "default")
+    scores = evaluate_challenger.fn(settings, "benchmark", Recipe())
     assert scores.n_slices == 14
     assert scores.n_labels == 134
     assert 0.0 <= scores.median_abs_error <= scores.aee + 1.0
@@ -45,20 +47,47 @@ def test_the_challenger_is_scored_out_of_slice_on_every_labelled_trace(settings:
 
 
 def test_the_fitted_challenger_predicts_probabilities(settings: Settings) -> None:
-    supervision = sample_supervision.fn(settings, "benchmark", "default")
+    supervision = sample_supervision.fn(settings, "benchmark", Recipe())
     estimator, held_out = fit_challenger.fn(
-        settings, "benchmark", "default", supervision["trace_ids"]
+        settings, "benchmark", Recipe(), supervision["trace_ids"]
     )
     assert 0.0 <= held_out <= 1.0
     assert hasattr(estimator, "predict_proba")
 
 
 def test_promotion_without_a_champion_is_automatic(settings: Settings) -> None:
-    scores = evaluate_challenger.fn(settings, "benchmark", "default")
+    scores = evaluate_challenger.fn(settings, "benchmark", Recipe())
     decision = decide_promotion.fn(scores, None, 0.01)
     assert decision == Decision(True, decision.reason)
     assert "no champion" in decision.reason
     assert not decide_promotion.fn(scores, scores, 0.01).promote
+
+
+def test_force_promotes_over_the_rule_and_says_what_the_rule_said(settings: Settings) -> None:
+    scores = evaluate_challenger.fn(settings, "benchmark", Recipe())
+    kept = decide_promotion.fn(scores, scores, 0.01)
+    forced = decide_promotion.fn(scores, scores, 0.01, True)
+    assert forced == Decision(
+        True, f"forced by the operator (--force) over the rule: {kept.reason}"
+    )
+    # Force changes nothing where the rule promotes anyway.
+    assert decide_promotion.fn(scores, None, 0.01, True) == decide_promotion.fn(scores, None, 0.01)
+    unmeasured = decide_promotion.fn(None, None, 0.01)
+    assert not unmeasured.promote
+    assert "cannot be measured" in unmeasured.reason
+
+
+def test_a_recipe_key_names_its_options_and_a_typo_is_refused(settings: Settings) -> None:
+    plain = sample_supervision.fn(settings, "benchmark", Recipe("lr_11d"))
+    sigmoid = sample_supervision.fn(settings, "benchmark", Recipe("lr_11d", "sigmoid"))
+    assert plain["key"] != sigmoid["key"]
+    assert Recipe("lr_11d", "sigmoid", balanced=True).name == "lr_11d[calibration=sigmoid,balanced]"
+    with pytest.raises(
+        InvalidInputError, match=r"method must be 'default' or one of .*got 'lr11d'"
+    ):
+        Recipe("lr11d")
+    with pytest.raises(InvalidInputError, match=r"calibration must be one of .*got 'platt'"):
+        Recipe("lr_11d", "platt")  # type: ignore[arg-type]
 
 
 def test_comparing_two_runs_returns_alert_dicts() -> None:

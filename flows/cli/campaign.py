@@ -17,6 +17,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from flows.cli.base import check_budget, engine_of, out, progress_bar, settings_of
+from flows.cli.model import scored_slices
 from labeling.campaign import LabelerKind, default_cost_per_label, make_labeler
 from sentinel_core.acquisition import Unit
 
@@ -26,13 +28,6 @@ campaign_app = typer.Typer(
 )
 
 LabelerOption = Annotated[LabelerKind, typer.Option(help="The kind of labeler.")]
-
-
-def _cli() -> Any:
-    # flows.cli imports this module at its end; import it back lazily.
-    from flows import cli
-
-    return cli
 
 
 @campaign_app.command("plan")
@@ -61,13 +56,12 @@ def plan_command(
     """Rank slices by estimated accuracy and pick the responses a budget buys."""
     from labeling.campaign import plan_campaign
 
-    cli = _cli()
-    cli._check_budget(budget)
-    settings = cli._settings(ctx, db)
-    frame, probs, estimates, _served = cli._scored_slices(settings, by=by, use_labels=True)
+    check_budget(budget)
+    settings = settings_of(ctx, db)
+    frame, probs, estimates, _served = scored_slices(settings, by=by, use_labels=True)
     cost = default_cost_per_label(settings, labeler) if cost_per_label is None else cost_per_label
     cid, plan = plan_campaign(
-        cli._engine(settings, create=False),
+        engine_of(settings, create=False),
         estimates=estimates,
         trace_ids=frame["trace_id"].to_numpy(),
         slices=frame["slice"].to_numpy(),
@@ -84,10 +78,10 @@ def plan_command(
         seed=settings.seed,
     )
     for line in plan.summary_lines():
-        cli.out.print(line, highlight=False)
-    cli.out.print(f"campaign {cid} (run it: sentinel campaign run {cid} --labeler {labeler})")
+        out.print(line, highlight=False)
+    out.print(f"campaign {cid} (run it: sentinel campaign run {cid} --labeler {labeler})")
     if as_json:
-        cli.out.print(json.dumps({"id": cid, **plan.to_dict()}), soft_wrap=True)
+        out.print(json.dumps({"id": cid, **plan.to_dict()}), soft_wrap=True)
 
 
 @campaign_app.command("run")
@@ -109,9 +103,8 @@ def run_command(
     from labeling.campaign import run_campaign
     from sentinel_core.ledger import load_campaign
 
-    cli = _cli()
-    settings = cli._settings(ctx, db)
-    engine = cli._engine(settings, create=False)
+    settings = settings_of(ctx, db)
+    engine = engine_of(settings, create=False)
     state = load_campaign(engine, campaign_id)
     the_labeler = make_labeler(settings, labeler)
     todo = sum(
@@ -120,7 +113,7 @@ def run_command(
     )
     with (
         contextlib.closing(the_labeler),  # type: ignore[type-var]
-        cli._progress(f"campaign {campaign_id} ({labeler})", todo) as advance,
+        progress_bar(f"campaign {campaign_id} ({labeler})", todo) as advance,
     ):
         report = run_campaign(
             engine,
@@ -131,23 +124,23 @@ def run_command(
             poll_s=settings.label_studio_poll_s,
             on_progress=advance,
         )
-    cli.out.print(
+    out.print(
         f"campaign {campaign_id}: labelled {report.labelled}, failed {report.failed}, "
         f"released {report.released}, submitted {report.submitted}, waiting {report.pending}, "
         f"recovered {report.recovered}; spent now {report.spent:g}",
         highlight=False,
     )
     if report.taken:
-        cli.out.print(
+        out.print(
             f"skipped {report.taken} items another run of {campaign_id} had reserved first "
             "(it labels them)",
             highlight=False,
         )
     if report.stopped:
-        cli.out.print(f"stopped: {report.stopped}", highlight=False)
-    _print_status(cli, load_campaign(engine, campaign_id))
+        out.print(f"stopped: {report.stopped}", highlight=False)
+    _print_status(load_campaign(engine, campaign_id))
     if as_json:
-        cli.out.print(json.dumps(report.to_dict()), soft_wrap=True)
+        out.print(json.dumps(report.to_dict()), soft_wrap=True)
 
 
 @campaign_app.command("status")
@@ -160,9 +153,8 @@ def status_command(
     """Spent, reserved and labelled, overall and per slice."""
     from sentinel_core.ledger import load_campaign
 
-    cli = _cli()
-    state = load_campaign(cli._engine(cli._settings(ctx, db), create=False), campaign_id)
-    _print_status(cli, state)
+    state = load_campaign(engine_of(settings_of(ctx, db), create=False), campaign_id)
+    _print_status(state)
     if as_json:
         b = state.budget
         payload = {
@@ -177,12 +169,12 @@ def status_command(
             },
             "slices": state.per_slice,
         }
-        cli.out.print(json.dumps(payload), soft_wrap=True)
+        out.print(json.dumps(payload), soft_wrap=True)
 
 
-def _print_status(cli: Any, state: Any) -> None:
+def _print_status(state: Any) -> None:
     b = state.budget
-    cli.out.print(
+    out.print(
         f"budget {b.name!r}: spent {b.committed:g} + reserved {b.reserved:g} of {b.total:g} "
         f"{b.unit} (all campaigns on it); labeler {state.labeler or 'not chosen yet'}",
         highlight=False,
@@ -202,4 +194,4 @@ def _print_status(cli: Any, state: Any) -> None:
             str(int(c["failed"])),
             f"{c['spent']:g}",
         )
-    cli.out.print(table)
+    out.print(table)

@@ -1,0 +1,92 @@
+"""From scored traces to slice estimates, under one run's settings.
+
+The one recipe for "how accurate is each slice": the nightly monitor flow
+(``tasks.estimate``, over chunks it scored in parallel) and ``sentinel estimate`` /
+``sentinel nightly`` on the command line both come here, so they apply the same
+interval options, the same guard for an unmeasured held-out error and the same
+correction by recent labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sentinel_core.settings import Settings
+from sentinel_core.slices import (
+    SliceEstimate,
+    estimate_slices_with_labels,
+    rectify_with_recent_labels,
+)
+
+__all__ = ["Scored", "estimate_scored"]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Per trace: ``P(correct)``, slice value, best label (NaN when unlabelled), as arrays
+    (Prefect does not walk inside an array looking for futures, as it does in a list)."""
+
+    p: np.ndarray[Any, np.dtype[np.float64]]
+    slice: np.ndarray[Any, np.dtype[np.str_]]
+    label: np.ndarray[Any, np.dtype[np.float64]]
+
+    @classmethod
+    def concat(cls, chunks: Sequence[Scored]) -> Scored:
+        """The chunks end to end (an empty ``Scored`` for no chunks)."""
+        if not chunks:
+            return cls(np.empty(0), np.empty(0, dtype=str), np.empty(0))
+        return cls(
+            np.concatenate([c.p for c in chunks]),
+            np.concatenate([c.slice for c in chunks]),
+            np.concatenate([c.label for c in chunks]),
+        )
+
+    def without_labels(self) -> Scored:
+        """The same traces as if none were labelled (a label-free estimate)."""
+        return Scored(self.p, self.slice, np.full(self.p.shape, np.nan))
+
+
+def estimate_scored(
+    scored: Scored,
+    *,
+    calibration_error: float,
+    settings: Settings,
+    recent: Scored | None = None,
+) -> list[SliceEstimate]:
+    """Every slice's estimate with its interval, lowest first.
+
+    PPI where the traces have labels; otherwise the label-free bootstrap widened by the
+    estimator's held-out ``calibration_error`` (NaN, unmeasured: 1.0, so the interval is
+    [0, 1] rather than a bare bootstrap that ignores the estimator's error), corrected by
+    the slice's recent labelled residual (``recent``, most recent first) where the
+    settings' ``rectify_window`` holds at least ``rectify_min_labels`` of them and the
+    residual differs from zero at ``rectify_gate``.
+    """
+    estimates = estimate_slices_with_labels(
+        scored.p,
+        scored.slice,
+        scored.label,
+        calibration_error=1.0 if np.isnan(calibration_error) else calibration_error,
+        confidence=settings.confidence,
+        n_boot=settings.n_bootstrap,
+        min_n=settings.min_slice_n,
+        seed=settings.seed,
+    )
+    if recent is None or not recent.p.size or settings.rectify_window < 2:
+        return estimates
+    return rectify_with_recent_labels(
+        estimates,
+        scored.p,
+        scored.slice,
+        recent.p,
+        recent.slice,
+        recent.label,
+        window=settings.rectify_window,
+        min_labels=min(settings.rectify_min_labels, settings.rectify_window),
+        confidence=settings.confidence,
+        gate=settings.rectify_gate or None,
+    )

@@ -2,9 +2,12 @@
 
     .venv/bin/python benchmarks/labels.py [--seeds 500] [--partitions 25] [--quick]
         [--methods lr_11d,atc_H_max] [--audit-share 0.2] [--floor 0.2]
+        [--corpus qwen1.5b|qwen0.5b|all]
 
-Data: every shipped real trace (corpus-dev + corpus-collected: 242 responses of
-Qwen2.5-Coder-1.5B on 14 benchmarks, labels from the datasheet's exact verifier),
+Data (``--corpus``): the shipped real traces of Qwen2.5-Coder-1.5B (corpus-dev +
+corpus-collected: 242 responses on 14 benchmarks, the default), of
+Qwen2.5-Coder-0.5B (840, 60 per benchmark) or all 1,082, labels from the
+datasheet's exact verifier,
 featurised with ``sentinel_core.features.scores_from_flat`` (the function ingest
 calls).
 
@@ -26,11 +29,14 @@ budget x slices):
   the finite-population correction);
 - ``random+ppi++``: the same labels; :func:`sentinel_core.active.active_mean_interval`
   with equal inclusion probabilities (PPI++ with the finite-population variance);
-- ``active``: the campaign of ``sentinel_core.active``: an audit share spread
-  uniformly over all traces, the rest by Neyman allocation across slices
-  (:func:`allocate_labels`), drawn within a slice with probabilities that grow with
-  ``sqrt(p (1 - p))`` (:func:`campaign_probabilities`, randomised systematic
-  sampling) and estimated by inverse-probability-weighted PPI++.
+- ``active``: the project's campaign, through its own code path: planned by
+  ``sentinel_core.acquisition.plan(design="active")`` (what ``sentinel campaign
+  plan`` and the nightly acquire flow run): an audit share spread uniformly over all
+  traces, the rest by Neyman allocation across slices, drawn within a slice with
+  probabilities that grow with ``sqrt(p (1 - p))`` (randomised systematic sampling);
+  estimated by ``sentinel_core.slices.estimate_slices_with_labels`` with the
+  inclusion probabilities the plan stored (inverse-probability-weighted PPI++, the
+  ``active`` method of ``sentinel estimate``).
 
 Printed per estimator method, design and budget: median |estimate - truth| over all
 slices of all seeds, coverage of the nominal 90% intervals, mean width, and the
@@ -60,6 +66,7 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sentinel_core.acquisition import plan  # noqa: E402
 from sentinel_core.active import (  # noqa: E402
     active_mean_interval,
     allocate_labels,
@@ -70,8 +77,14 @@ from sentinel_core.active import (  # noqa: E402
 )
 from sentinel_core.estimator import make_estimator  # noqa: E402
 from sentinel_core.features import FEATURE_NAMES, scores_from_flat  # noqa: E402
+from sentinel_core.slices import SliceEstimate, estimate_slices_with_labels  # noqa: E402
 
-CORPORA = ("corpus-dev", "corpus-collected")
+#: --corpus: which shipped real traces (sentinel_core/data/DATASHEET.md).
+CORPORA = {
+    "qwen1.5b": ("corpus-dev", "corpus-collected"),
+    "qwen0.5b": ("corpus-qwen2.5-coder-0.5b",),
+    "all": ("corpus-dev", "corpus-collected", "corpus-qwen2.5-coder-0.5b"),
+}
 BUDGETS = (5, 10, 20, 40)
 GROUP_SIZES = (4, 4, 3, 3)
 DESIGNS = ("random+classical", "random+ppi++", "active")
@@ -96,11 +109,11 @@ class Split:
     p: dict[str, np.ndarray]  # method -> (n,) leave-group-out P(correct)
 
 
-def load_corpus() -> Corpus:
-    """Every shipped real trace: its 11-d profile, label and benchmark."""
+def load_corpus(choice: str) -> Corpus:
+    """The chosen shipped real traces: their 11-d profile, label and benchmark."""
     data = resources.files("sentinel_core") / "data"
     X, y, bench = [], [], []
-    for name in CORPORA:
+    for name in CORPORA[choice]:
         with (data / f"{name}.npz").open("rb") as handle, np.load(handle) as arrays:
             top = arrays["top"].astype(np.float32)
             chosen = arrays["chosen"].astype(np.float32)
@@ -167,13 +180,13 @@ def wilson(successes: np.ndarray, n: np.ndarray, big_n: int, z: float) -> tuple[
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     z = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
-    corpus = load_corpus()
+    corpus = load_corpus(args.corpus)
     methods = args.methods.split(",")
     t0 = time.perf_counter()
     splits = make_splits(corpus, methods, args.partitions, seed=12345)
     fit_s = time.perf_counter() - t0
     print(
-        f"corpus: {corpus.y.size} real traces, {len(set(corpus.benchmark.tolist()))} "
+        f"corpus {args.corpus}: {corpus.y.size} real traces, {len(set(corpus.benchmark.tolist()))} "
         f"benchmarks, accuracy {corpus.y.mean():.3f}; {args.partitions} leave-group-out "
         f"splits fitted in {fit_s:.1f} s"
     )
@@ -240,19 +253,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     rows[method]["random+ppi++"][budget].append(
                         (abs(e.estimate - truth), e.low <= truth <= e.high, e.width)
                     )
-                # The active campaign.
+                # The active campaign, through the project's own code path: the plan
+                # of `sentinel campaign plan --design active` and the estimate of
+                # `sentinel estimate` with the inclusion probabilities it stored.
+                estimates = project_campaign(ps, ys, budget * len(slices), args, seed)
+                for e, truth in zip(estimates, truths, strict=True):
+                    rows[method]["active"][budget].append(
+                        (abs(e.accuracy - truth), e.low <= truth <= e.high, e.high - e.low)
+                    )
                 plan = allocate_labels(
                     sizes, sds, budget * len(slices), audit_share=args.audit_share
                 )
                 for i, (p, y, truth) in enumerate(zip(ps, ys, truths, strict=True)):
-                    pi = campaign_probabilities(
-                        p, int(plan.audit[i]), int(plan.neyman[i]), floor=args.floor
-                    )
-                    take = draw_sample(pi, rng)
-                    e = active_mean_interval(p, pi, take, y[take], confidence=CONFIDENCE)
-                    rows[method]["active"][budget].append(
-                        (abs(e.estimate - truth), e.low <= truth <= e.high, e.width)
-                    )
                     if args.ablation:
                         uniform = campaign_probabilities(
                             p, int(plan.audit[i]), int(plan.neyman[i]), floor=1.0
@@ -271,6 +283,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     mean_curve = curve / curve_count
     error_curve = np.median(np.array(curve_errors), axis=0)
     return summarise(args, rows, mean_curve, error_curve, within_r2, time.perf_counter() - t0)
+
+
+def project_campaign(
+    ps: list[np.ndarray], ys: list[np.ndarray], n_labels: int, args: argparse.Namespace, seed: int
+) -> list[SliceEstimate]:
+    """One campaign planned by ``acquisition.plan`` (active design) and estimated by
+    ``slices.estimate_slices_with_labels`` with the stored ``pi``; one estimate per slice,
+    in the slices' order."""
+    names = [f"s{i:02d}" for i in range(len(ps))]
+    keys = np.concatenate([[n] * p.size for n, p in zip(names, ps, strict=True)])
+    p_all, y_all = np.concatenate(ps), np.concatenate(ys)
+    ids = np.array([f"t{i}" for i in range(p_all.size)])
+    current = [
+        SliceEstimate(n, p.size, float(p.mean()), 0.0, 1.0, "bootstrap", False)
+        for n, p in zip(names, ps, strict=True)
+    ]
+    the_plan = plan(
+        current, ids, keys, p_all, np.zeros(p_all.size, dtype=bool), by="slice",
+        budget=float(n_labels), unit="labels", cost_per_label=0.0, design="active",
+        audit_share=args.audit_share, floor=args.floor, seed=seed,
+    )  # fmt: skip
+    labels, pi, population = (np.full(p_all.size, np.nan) for _ in range(3))
+    for item in the_plan.items:
+        row = int(item.trace_id[1:])
+        labels[row], pi[row], population[row] = y_all[row], item.pi, item.population
+    estimates = estimate_slices_with_labels(
+        p_all, keys, labels, confidence=CONFIDENCE, inclusion=pi, population=population
+    )
+    by_name = {e.slice: e for e in estimates}
+    assert all(by_name[n].method == "active" for n in names), "every slice is estimated as active"
+    return [by_name[n] for n in names]
 
 
 def labels_for(value: float, curve: np.ndarray) -> float:
@@ -368,6 +411,12 @@ def main() -> None:
     parser.add_argument("--methods", default="lr_11d,atc_H_max")
     parser.add_argument("--audit-share", type=float, default=0.2)
     parser.add_argument("--floor", type=float, default=0.2)
+    parser.add_argument(
+        "--corpus",
+        choices=sorted(CORPORA),
+        default="qwen1.5b",
+        help="shipped traces: qwen1.5b (242), qwen0.5b (840) or all",
+    )
     parser.add_argument(
         "--ablation", action="store_true", help="also the active campaign's halves apart"
     )

@@ -32,8 +32,8 @@ def nightly(
     budget: float = 20.0,
     unit: str = "labels",
     key: str | None = None,
-    max_slices: int = 3,
-    min_per_slice: int = 5,
+    max_slices: int | None = None,
+    min_per_slice: int | None = None,
     retrain_after: bool = True,
 ) -> dict[str, Any]:
     """Monitor every slice, acquire labels on the weakest, retrain; the subflows' reports.
@@ -48,7 +48,9 @@ def nightly(
             night's budget (in labels or usd).
         key: idempotency key of the night (default: the UTC date): a rerun of the same
             night resumes its campaign and budget instead of buying labels twice.
-        max_slices, min_per_slice: how many slices to label, and the labels each gets.
+        max_slices, min_per_slice: priority design: how many slices to label, and the
+            labels each gets (default: the settings' campaign_max_slices, 3, and
+            campaign_min_per_slice, 5).
         retrain_after: run the retrain step.
     """
     settings = flow_settings(db_url=db_url, tracking_uri=tracking_uri, home=home)

@@ -30,7 +30,8 @@ from sqlmodel import Session, col, select
 
 from labeling.base import AsyncLabeler, LabelingError, LabelOutcome, LabelRequest, SyncLabeler
 from sentinel_core import ledger
-from sentinel_core.acquisition import Plan, Unit, plan
+from sentinel_core.acquisition import Design, Plan, Unit, plan
+from sentinel_core.active import DEFAULT_AUDIT_SHARE
 from sentinel_core.errors import InvalidInputError
 from sentinel_core.schema import CampaignItemRow, LabelRow, TraceRow
 from sentinel_core.settings import Settings
@@ -67,6 +68,19 @@ def default_cost_per_label(settings: Settings, kind: str) -> float:
             + settings.judge_max_tokens * settings.judge_price_output_per_mtok
         ) / 1e6
     return 0.0
+
+
+#: Why a labeler's planning price is 0, and what sets it.
+_FREE = {
+    "exact": "the exact verifier is free",
+    "judge": (
+        "the judge's prices are 0 (set SENTINEL_JUDGE_PRICE_INPUT_PER_MTOK and "
+        "SENTINEL_JUDGE_PRICE_OUTPUT_PER_MTOK, USD per million tokens)"
+    ),
+    "label-studio": (
+        "the annotators' price is 0 (set SENTINEL_LABEL_STUDIO_PRICE_PER_LABEL, USD per label)"
+    ),
+}
 
 
 def make_labeler(settings: Settings, kind: str) -> SyncLabeler | AsyncLabeler:
@@ -142,6 +156,8 @@ def plan_campaign(
     max_slices: int = 3,
     min_per_slice: int = 10,
     seed: int = 0,
+    design: Design = "priority",
+    audit_share: float = DEFAULT_AUDIT_SHARE,
 ) -> tuple[str, Plan]:
     """Plan a campaign (``sentinel_core.acquisition.plan``) and store it with its budget.
 
@@ -149,6 +165,12 @@ def plan_campaign(
     as its total, or reused when it exists with the same total and unit, so
     several campaigns can draw on one budget.
     """
+    if unit == "usd" and cost_per_label == 0.0:
+        raise LabelingError(
+            f"expected a cost per label > 0 to plan a budget in usd, got 0 for the "
+            f"{labeler} labeler: {_FREE.get(labeler, 'it costs nothing')}; "
+            "give the budget in labels (--unit labels) or a price (--cost-per-label)"
+        )
     ids = np.asarray(trace_ids, dtype=str)
     done = labelled_by(engine, list(ids), labeler=labeler)
     the_plan = plan(
@@ -164,6 +186,8 @@ def plan_campaign(
         max_slices=max_slices,
         min_per_slice=min_per_slice,
         seed=seed,
+        design=design,
+        audit_share=audit_share,
     )
     cid = campaign_id or new_campaign_id()
     name = budget_name or cid

@@ -13,11 +13,11 @@ under-counts). A verdict that cannot be parsed was still paid for: its
 ``LabelingError`` carries that cost and is not retryable (the same greedy call
 would answer the same).
 
-Retries are decided by the injected ``retry`` policy (``with_retries``: a
-timeout, 429 or 5xx is tried again with backoff); the client's own retries are
-off. What is still failing afterwards becomes a retryable ``LabelingError``
-costing nothing, so a campaign releases the item and stops; a refused request
-(4xx other than 429) is not retryable.
+Retries are the ``openai`` client's own (``labeling.openai_client``: a timeout,
+429 or 5xx is tried again with backoff, ``Retry-After`` honoured, ``max_retries``
+from the settings). What is still failing afterwards becomes a retryable
+``LabelingError`` costing nothing, so a campaign releases the item and stops; a
+refused request (4xx other than 429) is not retryable.
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ import json
 import re
 from typing import Any
 
-import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from labeling.base import LabelingError, LabelOutcome, LabelRequest
-from labeling.retries import Retry, make_client, with_retries
+from labeling.openai_client import DEFAULT_MAX_RETRIES, excerpt, make_client, openai_errors
 from sentinel_core.settings import Settings
 
 LABELER = "judge"
@@ -108,7 +107,7 @@ def parse_verdict(text: str) -> JudgeVerdict:
         )
         raise ValueError(
             f'expected a JSON verdict {{"correct": true|false, "reason": "..."}}, '
-            f"got {_excerpt(text)!r} ({problems})"
+            f"got {excerpt(text, _EXCERPT)!r} ({problems})"
         ) from exc
 
 
@@ -132,7 +131,7 @@ def judge_messages(request: LabelRequest) -> list[ChatCompletionMessageParam]:
 class JudgeLabeler:
     """The LLM judge behind the labeler interface (``SyncLabeler``), named ``judge``.
 
-    Holds one OpenAI client (without its own retries) for ``base_url``; close it
+    Holds one OpenAI client (which retries transient failures) for ``base_url``; close it
     with ``close()`` or use the labeler as a context manager. Prices are USD per
     million tokens.
     """
@@ -147,7 +146,7 @@ class JudgeLabeler:
         timeout_s: float = 120.0,
         price_input_per_mtok: float = 0.0,
         price_output_per_mtok: float = 0.0,
-        retry: Retry = with_retries,
+        max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
         if max_tokens < 1 or timeout_s <= 0 or min(price_input_per_mtok, price_output_per_mtok) < 0:
             raise LabelingError(
@@ -160,12 +159,13 @@ class JudgeLabeler:
         self.timeout_s = timeout_s
         self.price_input_per_mtok = price_input_per_mtok
         self.price_output_per_mtok = price_output_per_mtok
-        self.retry = retry
-        self._client = make_client(base_url, api_key=api_key, timeout_s=timeout_s)
+        self._client = make_client(
+            base_url, api_key=api_key, timeout_s=timeout_s, max_retries=max_retries
+        )
         self._url = f"{str(self._client.base_url).rstrip('/')}/chat/completions"
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, retry: Retry = with_retries) -> JudgeLabeler:
+    def from_settings(cls, settings: Settings) -> JudgeLabeler:
         """The judge the settings describe; a missing URL or model is a clear LabelingError."""
         base_url, model = settings.judge_base_url, settings.judge_model
         if not base_url or not model:
@@ -191,7 +191,7 @@ class JudgeLabeler:
             timeout_s=settings.judge_timeout_s,
             price_input_per_mtok=settings.judge_price_input_per_mtok,
             price_output_per_mtok=settings.judge_price_output_per_mtok,
-            retry=retry,
+            max_retries=settings.llm_max_retries,
         )
 
     def __repr__(self) -> str:
@@ -269,40 +269,20 @@ class JudgeLabeler:
         return LabelOutcome(request.trace_id, verdict.correct, cost, detail)
 
     def _complete(self, request: LabelRequest) -> ChatCompletion:
-        """One chat.completion through the retry policy; failures become LabelingErrors."""
-        messages = judge_messages(request)
-        expected = f"expected a judge verdict from {self._url}"
-        try:
-            response = self.retry(
-                lambda: self._client.chat.completions.create(
-                    model=self.model,
-                    messages=messages,
-                    temperature=0,
-                    max_tokens=self.max_tokens,
-                    response_format=RESPONSE_FORMAT,
-                )
+        """One chat.completion (the client retries); failures become LabelingErrors."""
+        with openai_errors(
+            f"expected a judge verdict from {self._url}",
+            timeout_s=self.timeout_s,
+            error=lambda message, transient: LabelingError(message, retryable=transient),
+            hint="is the judge's server running?",
+        ):
+            return self._client.chat.completions.create(
+                model=self.model,
+                messages=judge_messages(request),
+                temperature=0,
+                max_tokens=self.max_tokens,
+                response_format=RESPONSE_FORMAT,
             )
-        except openai.APIStatusError as exc:
-            transient = exc.status_code == 429 or exc.status_code >= 500
-            raise LabelingError(
-                f"{expected}, got HTTP {exc.status_code}"
-                f"{' (after retries)' if transient else ''}: {_excerpt(exc.response.text)}",
-                retryable=transient,
-            ) from exc
-        except openai.APITimeoutError as exc:
-            raise LabelingError(
-                f"{expected}, got no answer within {self.timeout_s} s (after retries)",
-                retryable=True,
-            ) from exc
-        except openai.APIConnectionError as exc:
-            raise LabelingError(
-                f"{expected}, got no connection ({exc.__cause__ or exc}); is the judge's "
-                f"server running?",
-                retryable=True,
-            ) from exc
-        except openai.APIError as exc:
-            raise LabelingError(f"{expected}, got {_excerpt(str(exc))}") from exc
-        return response
 
 
 def _content(response: ChatCompletion) -> str | None:
@@ -318,10 +298,6 @@ def _content(response: ChatCompletion) -> str | None:
 
 def _dump(response: ChatCompletion) -> str:
     return json.dumps(response.to_dict(mode="json"))
-
-
-def _excerpt(text: str) -> str:
-    return _truncate(" ".join(text.split()), _EXCERPT)
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -38,10 +38,20 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from sentinel_core.active import (
+    DEFAULT_AUDIT_SHARE,
+    DEFAULT_FLOOR,
+    allocate_labels,
+    campaign_probabilities,
+    draw_sample,
+    predicted_residual_sd,
+)
 from sentinel_core.errors import InvalidInputError
 from sentinel_core.slices import SliceEstimate
 
 __all__ = [
+    "DESIGNS",
+    "Design",
     "Plan",
     "PlanItem",
     "SliceAllocation",
@@ -54,6 +64,8 @@ __all__ = [
 ]
 
 Unit = Literal["labels", "usd"]
+Design = Literal["active", "priority"]
+DESIGNS: tuple[Design, ...] = ("active", "priority")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +98,19 @@ class SliceAllocation:
 
 @dataclass(frozen=True, slots=True)
 class PlanItem:
-    """One response to label: its slice, the estimator's P(correct) and its stratum."""
+    """One response to label: its slice, the estimator's P(correct) and its stratum.
+
+    Under the ``active`` design, ``pi`` is the probability the response had of being
+    picked and ``population`` the number of responses of its slice it was drawn from
+    (unlabelled at planning time): the estimate needs both to weight its label.
+    """
 
     trace_id: str
     slice: str
     p_correct: float
     stratum: int
+    pi: float | None = None
+    population: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +124,12 @@ class Plan:
     n_labels: int
     slices: tuple[SliceAllocation, ...]
     items: tuple[PlanItem, ...]
+    design: Design = "priority"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``from_dict`` inverts it)."""
         return {
+            "design": self.design,
             "by": self.by,
             "budget": self.budget,
             "unit": self.unit,
@@ -124,7 +145,11 @@ class Plan:
         unit = data["unit"]
         if unit not in ("labels", "usd"):
             raise InvalidInputError(f"expected unit 'labels' or 'usd', got {unit!r}")
+        design = data.get("design", "priority")  # plans stored before the active design
+        if design not in DESIGNS:
+            raise InvalidInputError(f"expected design in {list(DESIGNS)}, got {design!r}")
         return cls(
+            design=design,
             by=str(data["by"]),
             budget=float(data["budget"]),
             unit=unit,
@@ -138,8 +163,8 @@ class Plan:
         """Human-readable lines: the budget, then one line per chosen slice."""
         price = f" at {self.cost_per_label:g} usd per label" if self.unit == "usd" else ""
         lines = [
-            f"plan by {self.by}: {self.n_labels} labels for a budget of {self.budget:g} "
-            f"{self.unit}{price}"
+            f"plan by {self.by} ({self.design} design): {self.n_labels} labels for a budget "
+            f"of {self.budget:g} {self.unit}{price}"
         ]
         for s in self.slices:
             lines.append(
@@ -311,8 +336,23 @@ def plan(
     traffic_power: float = 0.5,
     width_weight: float = 0.5,
     seed: int = 0,
+    design: Design = "priority",
+    audit_share: float = DEFAULT_AUDIT_SHARE,
+    floor: float = DEFAULT_FLOOR,
 ) -> Plan:
     """Rank slices, allocate the labels the budget buys, and pick the responses.
+
+    ``design="priority"``: the most urgent ``max_slices`` slices by :func:`rank_slices`,
+    labels by score (:func:`allocate`, ``min_per_slice``), responses by
+    :func:`stratified_pick`. ``design="active"`` (Zrnic and Candès 2024; METHOD §9,
+    ``sentinel_core.active``): every slice with unlabelled responses takes part;
+    ``audit_share`` of the labels is spread uniformly at random over all of them,
+    the rest goes where it shrinks the slices' intervals most (Neyman, on the
+    residual sd the estimator's P(correct) predicts), and inside a slice responses
+    are drawn with probabilities that grow with ``sqrt(p (1 - p))`` (``floor`` of
+    them uniform), each item keeping its ``pi`` and its slice's population so the
+    estimate can weight it (``slices.estimate_slices_with_labels``). ``max_slices``
+    and ``min_per_slice`` apply to the priority design only.
 
     Args:
         estimates: the current estimate of every slice.
@@ -333,8 +373,23 @@ def plan(
         )
     if max_slices < 1:
         raise InvalidInputError(f"expected max_slices >= 1, got {max_slices}")
+    if design not in DESIGNS:
+        raise InvalidInputError(f"expected design in {list(DESIGNS)}, got {design!r}")
     n_labels = labels_affordable(budget, unit=unit, cost_per_label=cost_per_label)
     chosen = rank_slices(estimates, traffic_power=traffic_power, width_weight=width_weight)
+    if design == "active":
+        return _plan_active(
+            chosen,
+            ids,
+            keys,
+            p,
+            done,
+            header=(by, float(budget), unit, float(cost_per_label)),
+            n_labels=n_labels,
+            audit_share=audit_share,
+            floor=floor,
+            seed=seed,
+        )
     chosen = chosen[:max_slices]
     candidates = [np.flatnonzero((keys == c.slice) & ~done) for c in chosen]
     counts = allocate(
@@ -370,4 +425,75 @@ def plan(
         n_labels=len(items),
         slices=tuple(allocations),
         items=tuple(items),
+    )
+
+
+def _plan_active(
+    ranked: Sequence[SlicePriority],
+    ids: npt.NDArray[np.str_],
+    keys: npt.NDArray[np.str_],
+    p: npt.NDArray[np.float64],
+    done: npt.NDArray[np.bool_],
+    *,
+    header: tuple[str, float, Unit, float],
+    n_labels: int,
+    audit_share: float,
+    floor: float,
+    seed: int,
+) -> Plan:
+    """The active design of :func:`plan`: audit + Neyman across slices, pi-sampling within."""
+    taking = [c for c in ranked if np.any((keys == c.slice) & ~done)]
+    candidates = [np.flatnonzero((keys == c.slice) & ~done) for c in taking]
+    by, budget, unit, cost_per_label = header
+    if not taking or n_labels == 0:
+        return Plan(by, budget, unit, cost_per_label, 0, (), (), design="active")
+    allocation = allocate_labels(
+        [idx.size for idx in candidates],
+        [predicted_residual_sd(p[idx]) for idx in candidates],
+        n_labels,
+        audit_share=audit_share,
+    )
+    rng = np.random.default_rng(seed)
+    allocations, items = [], []
+    for c, idx, audit, neyman in zip(
+        taking, candidates, allocation.audit, allocation.neyman, strict=True
+    ):
+        k = int(audit + neyman)
+        if k == 0:
+            continue
+        pi = campaign_probabilities(p[idx], int(audit), int(neyman), floor=floor)
+        picked = draw_sample(pi, rng)
+        for stratum, j in enumerate(picked[np.argsort(p[idx][picked], kind="stable")]):
+            row = idx[j]
+            items.append(
+                PlanItem(
+                    str(ids[row]),
+                    c.slice,
+                    float(p[row]),
+                    stratum,
+                    pi=float(pi[j]),
+                    population=int(idx.size),
+                )
+            )
+        allocations.append(
+            SliceAllocation(
+                slice=c.slice,
+                rank=c.rank,
+                score=c.score,
+                accuracy=c.accuracy,
+                low=c.low,
+                high=c.high,
+                available=int(idx.size),
+                labels=k,
+            )
+        )
+    return Plan(
+        by,
+        budget,
+        unit,
+        cost_per_label,
+        len(items),
+        tuple(allocations),
+        tuple(items),
+        design="active",
     )

@@ -39,6 +39,7 @@ from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.model_selection import LeaveOneGroupOut
 
 from sentinel_core.errors import InvalidInputError
 
@@ -113,15 +114,14 @@ def loso_residuals(
     ``predict`` and compare the held-out slice's mean prediction with its accuracy.
     Shape ``(k,)``; empty with fewer than two slices (nothing to fit on).
     """
-    names = np.unique(groups)
-    if names.size < 2:
+    if np.unique(groups).size < 2:
         return np.empty(0)
-    residuals = np.empty(names.size)
-    for i, name in enumerate(names):
-        held = groups == name
-        p = predict(X[~held], y[~held], X[held], groups[~held])
-        residuals[i] = float(y[held].mean()) - float(np.mean(p))
-    return residuals
+    # LeaveOneGroupOut yields the slices in sorted order, each held out once.
+    residuals = [
+        float(y[held].mean()) - float(np.mean(predict(X[train], y[train], X[held], groups[train])))
+        for train, held in LeaveOneGroupOut().split(X, y, groups)
+    ]
+    return np.asarray(residuals, dtype=np.float64)
 
 
 def interval_widening(rule: IntervalRule, residuals: npt.ArrayLike, confidence: float) -> float:

@@ -39,8 +39,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import Engine, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -52,7 +55,6 @@ from sentinel_core.schema import (
     CampaignItemRow,
     CampaignRow,
     LabelRow,
-    TraceRow,
     utc_now,
 )
 from sentinel_core.store import insert_or_skip, table_of
@@ -62,6 +64,7 @@ __all__ = [
     "CampaignState",
     "create_budget",
     "create_campaign",
+    "inclusion_of",
     "load_campaign",
     "mark_calling",
     "mark_submitted",
@@ -83,6 +86,9 @@ ITEM_STATES: Final[tuple[str, ...]] = (
     "failed",
 )
 OPEN_STATES: Final[tuple[str, ...]] = ("reserved", "calling", "submitted")
+
+#: Trace ids per IN (...) query (SQLite allows 32,766 parameters).
+_ID_CHUNK: Final[int] = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,8 +446,45 @@ def _empty_counts() -> dict[str, float]:
     }
 
 
-def trace_exists(engine: Engine, trace_ids: Sequence[str]) -> set[str]:
-    """Which of ``trace_ids`` are stored (plans only ever name stored traces)."""
+def inclusion_of(
+    engine: Engine, trace_ids: Sequence[str]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per trace, the inclusion probability and population of its active-campaign label.
+
+    For each of ``trace_ids`` labelled by an item of a campaign planned with the
+    active design, the ``pi`` and ``population`` its plan stored (the latest such
+    campaign when several labelled it); NaN for every other trace. Shapes ``(n,)``.
+    """
+    wanted = list(trace_ids)
+    pi = np.full(len(wanted), np.nan)
+    population = np.full(len(wanted), np.nan)
+    if not wanted:
+        return pi, population
+    found: dict[str, tuple[datetime, str]] = {}
     with Session(engine) as session:
-        found = session.exec(select(TraceRow.id).where(col(TraceRow.id).in_(list(trace_ids))))
-        return set(found.all())
+        for start in range(0, len(wanted), _ID_CHUNK):
+            rows = session.exec(
+                select(CampaignItemRow.trace_id, CampaignRow.created, CampaignRow.id)
+                .join(CampaignRow, col(CampaignRow.id) == col(CampaignItemRow.campaign_id))
+                .where(col(CampaignItemRow.trace_id).in_(wanted[start : start + _ID_CHUNK]))
+                .where(col(CampaignItemRow.state) == "labelled")
+            ).all()
+            for trace_id, created, campaign_id in rows:
+                if trace_id not in found or created > found[trace_id][0]:
+                    found[trace_id] = (created, campaign_id)
+        chosen = {campaign for _, campaign in found.values()}
+        plans = {
+            row.id: Plan.from_dict(json.loads(row.plan))
+            for row in session.exec(select(CampaignRow).where(col(CampaignRow.id).in_(chosen)))
+        }
+    design = {
+        cid: {item.trace_id: item for item in the_plan.items}
+        for cid, the_plan in plans.items()
+        if the_plan.design == "active"
+    }
+    for i, trace_id in enumerate(wanted):
+        if trace_id in found and found[trace_id][1] in design:
+            item = design[found[trace_id][1]].get(trace_id)
+            if item is not None and item.pi is not None and item.population is not None:
+                pi[i], population[i] = item.pi, item.population
+    return pi, population

@@ -11,6 +11,10 @@ Slice-level scores compare one estimate per slice with the slice's true accuracy
 Instance-level scores judge ``P(correct)`` per response against 0/1 labels:
 :func:`auroc` (ranking), :func:`ece` and :func:`brier` (calibration).
 
+The scores themselves are the ecosystem's (``scipy.stats.spearmanr``,
+``sklearn.metrics.roc_auc_score``, ``brier_score_loss``); this module adds the input
+checks, the NaN conventions and the two the libraries lack (ECE, the binomial floor).
+
 Every function takes 1-D array-likes of shape ``(n,)``, validates ranges up front and
 raises :class:`~sentinel_core.errors.InvalidInputError` with what was expected and what
 came. Scores that are undefined on the input (a ranking of one slice, an AUROC with one
@@ -19,13 +23,26 @@ class) are ``NaN`` by design, never a warning.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from sentinel_core.errors import InvalidInputError
 
-__all__ = ["accuracy_floor", "aee", "auroc", "brier", "ece", "spearman_rho"]
+__all__ = [
+    "ReliabilityBins",
+    "accuracy_floor",
+    "aee",
+    "auroc",
+    "brier",
+    "ece",
+    "reliability_bins",
+    "spearman_rho",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -95,7 +112,7 @@ def aee(estimates: npt.ArrayLike, truths: npt.ArrayLike) -> float:
 def spearman_rho(estimates: npt.ArrayLike, truths: npt.ArrayLike) -> float:
     """Spearman rank correlation between estimated and true slice accuracies.
 
-    Pearson correlation of average ranks, so ties are handled as scipy does. Returns
+    ``scipy.stats.spearmanr`` (average ranks for ties). Returns
     ``NaN`` when there are fewer than 2 slices or when either input is constant: a
     ranking is then undefined, and NaN keeps it out of medians instead of faking 0.
 
@@ -108,39 +125,42 @@ def spearman_rho(estimates: npt.ArrayLike, truths: npt.ArrayLike) -> float:
     _check_same_length("estimates", a_hat, "truths", a)
     if a.size < 2 or np.ptp(a_hat) == 0.0 or np.ptp(a) == 0.0:
         return float("nan")
-    ranks_hat = stats.rankdata(a_hat)
-    ranks = stats.rankdata(a)
-    centred_hat = ranks_hat - ranks_hat.mean()
-    centred = ranks - ranks.mean()
-    denominator = np.sqrt(np.sum(centred_hat**2) * np.sum(centred**2))
-    return float(np.clip(np.sum(centred_hat * centred) / denominator, -1.0, 1.0))
+    return float(stats.spearmanr(a_hat, a).statistic)
 
 
 def auroc(probs: npt.ArrayLike, y: npt.ArrayLike) -> float:
     """Area under the ROC curve of ``P(correct)`` against 0/1 correctness.
 
-    Computed as the Mann-Whitney statistic on average ranks (ties count one half).
-    Returns ``NaN`` when ``y`` holds a single class, where the AUROC is undefined.
+    ``sklearn.metrics.roc_auc_score`` (ties count one half). Returns ``NaN`` when ``y``
+    holds a single class, where the AUROC is undefined.
 
     Args:
         probs: ``P(correct)`` per response, shape ``(n,)``, in [0, 1].
         y: 1 if the response was correct else 0, shape ``(n,)``.
     """
     p, labels = _probs_and_labels(probs, y)
-    n_pos = int(labels.sum())
-    n_neg = labels.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if np.unique(labels).size < 2:
         return float("nan")
-    ranks = stats.rankdata(p)
-    rank_sum_pos = float(ranks[labels == 1.0].sum())
-    return (rank_sum_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return float(roc_auc_score(labels, p))
 
 
-def ece(probs: npt.ArrayLike, y: npt.ArrayLike, *, n_bins: int = 10) -> float:
-    """Expected calibration error with equal-width bins, weighted by bin size.
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """The non-empty equal-width bins of a reliability diagram, each of shape ``(b,)``."""
 
-    ``ECE = sum_b (n_b / n) * |mean(y in b) - mean(P in b)|`` over non-empty bins. Bin
-    ``b`` holds ``P`` with ``floor(P * n_bins) == b``; ``P = 1`` falls in the last bin.
+    mean_p: FloatArray
+    observed: FloatArray
+    n: npt.NDArray[np.int64]
+
+
+def reliability_bins(
+    probs: npt.ArrayLike, y: npt.ArrayLike, *, n_bins: int = 10
+) -> ReliabilityBins:
+    """Mean ``P(correct)``, observed accuracy and size of each non-empty bin.
+
+    ``sklearn.calibration.calibration_curve`` (``strategy="uniform"``) gives the means;
+    it drops the bin sizes, so they are counted with its own binning (right-closed
+    bins, ``P = 0`` in the first).
 
     Args:
         probs: ``P(correct)`` per response, shape ``(n,)``, in [0, 1].
@@ -150,11 +170,25 @@ def ece(probs: npt.ArrayLike, y: npt.ArrayLike, *, n_bins: int = 10) -> float:
     if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
         raise InvalidInputError(f"n_bins must be a positive integer, got {n_bins!r}")
     p, labels = _probs_and_labels(probs, y)
-    bins = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
-    sum_p = np.bincount(bins, weights=p, minlength=n_bins)
-    sum_y = np.bincount(bins, weights=labels, minlength=n_bins)
-    # |sum_y - sum_p| / n  ==  (n_b / n) * |mean_y - mean_p|, and is 0 for empty bins.
-    return float(np.sum(np.abs(sum_y - sum_p)) / p.size)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+    counts = np.bincount(np.searchsorted(edges, p), minlength=n_bins)
+    observed, mean_p = calibration_curve(labels, p, n_bins=n_bins, strategy="uniform")
+    return ReliabilityBins(mean_p=mean_p, observed=observed, n=counts[counts > 0])
+
+
+def ece(probs: npt.ArrayLike, y: npt.ArrayLike, *, n_bins: int = 10) -> float:
+    """Expected calibration error with equal-width bins, weighted by bin size.
+
+    ``ECE = sum_b (n_b / n) * |mean(y in b) - mean(P in b)|`` over the non-empty bins of
+    :func:`reliability_bins` (scikit-learn has no ECE of its own).
+
+    Args:
+        probs: ``P(correct)`` per response, shape ``(n,)``, in [0, 1].
+        y: 0/1 correctness, shape ``(n,)``.
+        n_bins: number of equal-width bins on [0, 1], at least 1.
+    """
+    bins = reliability_bins(probs, y, n_bins=n_bins)
+    return float(np.sum(bins.n * np.abs(bins.observed - bins.mean_p)) / np.sum(bins.n))
 
 
 def brier(probs: npt.ArrayLike, y: npt.ArrayLike) -> float:
@@ -165,7 +199,7 @@ def brier(probs: npt.ArrayLike, y: npt.ArrayLike) -> float:
         y: 0/1 correctness, shape ``(n,)``.
     """
     p, labels = _probs_and_labels(probs, y)
-    return float(np.mean((p - labels) ** 2))
+    return float(brier_score_loss(labels, p))
 
 
 def accuracy_floor(n: int, accuracy: float) -> float:

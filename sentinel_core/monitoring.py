@@ -33,16 +33,31 @@ class Scored:
     p: np.ndarray[Any, np.dtype[np.float64]]
     slice: np.ndarray[Any, np.dtype[np.str_]]
     label: np.ndarray[Any, np.dtype[np.float64]]
+    #: The inclusion probability and population of a label bought by an active
+    #: campaign (``ledger.inclusion_of``), NaN elsewhere; None: no such label.
+    inclusion: np.ndarray[Any, np.dtype[np.float64]] | None = None
+    population: np.ndarray[Any, np.dtype[np.float64]] | None = None
 
     @classmethod
     def concat(cls, chunks: Sequence[Scored]) -> Scored:
         """The chunks end to end (an empty ``Scored`` for no chunks)."""
         if not chunks:
             return cls(np.empty(0), np.empty(0, dtype=str), np.empty(0))
+        designed = any(c.inclusion is not None for c in chunks)
         return cls(
             np.concatenate([c.p for c in chunks]),
             np.concatenate([c.slice for c in chunks]),
             np.concatenate([c.label for c in chunks]),
+            np.concatenate([c.design()[0] for c in chunks]) if designed else None,
+            np.concatenate([c.design()[1] for c in chunks]) if designed else None,
+        )
+
+    def design(self) -> tuple[np.ndarray[Any, np.dtype[np.float64]], ...]:
+        """``(inclusion, population)``, all NaN where none was given."""
+        missing = np.full(self.p.shape, np.nan)
+        return (
+            missing if self.inclusion is None else self.inclusion,
+            missing if self.population is None else self.population,
         )
 
     def without_labels(self) -> Scored:
@@ -75,6 +90,8 @@ def estimate_scored(
         n_boot=settings.n_bootstrap,
         min_n=settings.min_slice_n,
         seed=settings.seed,
+        inclusion=scored.inclusion,
+        population=scored.population,
     )
     if recent is None or not recent.p.size or settings.rectify_window < 2:
         return estimates

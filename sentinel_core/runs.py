@@ -28,7 +28,7 @@ from sentinel_core.errors import InvalidInputError, StoreError
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION, scores_from_flat
 from sentinel_core.schema import FeatureRow, LabelRow, MonitorRun, TraceRow, Watermark, utc_now
 from sentinel_core.slices import SliceEstimate
-from sentinel_core.store import LABELER_PRIORITY, insert_or_skip, slice_values, table_of
+from sentinel_core.store import best_labels, insert_or_skip, slice_values, table_of
 
 __all__ = [
     "ensure_tables",
@@ -229,18 +229,8 @@ def load_rows(
     frame = pd.DataFrame({name: picked[:, j] for j, name in enumerate(names)})
     frame.insert(0, "trace_id", ids)
     frame.insert(1, "slice", slice_values(pd.Series([r[1] or {} for r in ordered]), slice_key))
-    frame["label"] = _best_labels(ids, labels)
+    frame["label"] = best_labels(ids, labels)
     return frame
-
-
-def _best_labels(ids: Sequence[str], rows: Sequence[Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
-    rank = {name: i for i, name in enumerate(LABELER_PRIORITY)}
-    best: dict[str, tuple[int, bool]] = {}
-    for trace_id, labeler, correct in rows:
-        order = rank.get(labeler, len(rank))
-        if trace_id not in best or order < best[trace_id][0]:
-            best[trace_id] = (order, bool(correct))
-    return np.array([float(best[i][1]) if i in best else np.nan for i in ids])
 
 
 def featurise_missing(engine: Engine, trace_ids: Sequence[str], *, feature_set: str) -> int:

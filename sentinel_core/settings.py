@@ -71,6 +71,41 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(
         default=300.0, gt=0.0, le=3600.0, description="Seconds to wait for one LLM response."
     )
+    campaign_design: Literal["active", "priority"] = Field(
+        default="active",
+        description=(
+            "How a campaign picks what to label: 'active' (an audit share uniformly over "
+            "every slice, the rest by Neyman allocation and uncertainty sampling, labels "
+            "weighted by their inclusion probability in the estimate) or 'priority' (the "
+            "weakest slices by the ranking rule, stratified across P(correct))."
+        ),
+    )
+    campaign_max_slices: int = Field(
+        default=3,
+        ge=1,
+        description="Priority design: label at most this many of the weakest slices.",
+    )
+    campaign_min_per_slice: int = Field(
+        default=5,
+        ge=0,
+        description="Priority design: labels each chosen slice gets first, where affordable.",
+    )
+    campaign_audit_share: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="Share of an active campaign's labels spread uniformly over all slices.",
+    )
+    llm_max_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description=(
+            "Tries after the first of a call to an OpenAI-compatible server (collector and "
+            "judge) on a timeout, 429 or 5xx: the openai client's own backoff, Retry-After "
+            "honoured."
+        ),
+    )
     llm_api_key: SecretStr | None = Field(
         default=None, description="API key of the OpenAI-compatible server responses come from."
     )

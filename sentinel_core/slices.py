@@ -31,11 +31,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from sentinel_core.active import active_mean_interval
 from sentinel_core.errors import InvalidInputError
 
 __all__ = [
     "MISSING_SLICE",
     "SliceEstimate",
+    "active_slice_interval",
     "check_slice_key",
     "estimate_slices",
     "estimate_slices_with_labels",
@@ -65,7 +67,8 @@ class SliceEstimate:
         accuracy: point estimate in [0, 1].
         low, high: interval bounds in [0, 1] at the requested confidence.
         method: ``"bootstrap"`` (label-free), ``"ppi"`` (prediction-powered, some
-            labels), ``"wilson"`` (every response labelled) or ``"ppi_recent"``
+            labels), ``"active"`` (prediction-powered, weighted by an active campaign's
+            inclusion probabilities), ``"wilson"`` (every response labelled) or ``"ppi_recent"``
             (prediction-powered with the slice's recent labelled responses).
         too_few: ``n`` is below the ``min_n`` asked for; the estimate is reported but
             should not drive decisions on its own.
@@ -246,14 +249,13 @@ def estimate_slices(
     )
 
 
-def _wilson_interval(y: FloatArray, z: float) -> tuple[float, float, float]:
-    """``mean(y)`` with the Wilson score interval; ``y`` has shape ``(n,)``."""
-    n = y.size
-    p_hat = float(y.mean())
-    denominator = 1.0 + z**2 / n
-    centre = (p_hat + z**2 / (2 * n)) / denominator
-    half = z / denominator * np.sqrt(p_hat * (1.0 - p_hat) / n + z**2 / (4 * n**2))
-    return p_hat, max(0.0, centre - half), min(1.0, centre + half)
+def _wilson_interval(y: FloatArray, confidence: float) -> tuple[float, float, float]:
+    """``mean(y)`` with the Wilson score interval (scipy's); ``y`` is 0/1 of shape ``(n,)``."""
+    successes = round(float(y.sum()))
+    if not np.all((y == 0.0) | (y == 1.0)):
+        raise InvalidInputError(f"a fully labelled slice needs 0/1 labels, got {np.unique(y)[:5]}")
+    ci = stats.binomtest(successes, y.size).proportion_ci(confidence, method="wilson")
+    return float(y.mean()), float(ci.low), float(ci.high)
 
 
 def _ppi_inputs(
@@ -302,7 +304,7 @@ def ppi_mean_interval(
     if p_u.size == 0:
         if y.size == 0:
             raise InvalidInputError("a fully labelled slice needs at least 1 label, got 0")
-        return _wilson_interval(y, z)
+        return _wilson_interval(y, confidence)
     if y.size < 2:
         raise InvalidInputError(f"PPI needs at least 2 labelled responses, got {y.size}")
     residual = y - p_l
@@ -370,8 +372,17 @@ def estimate_slices_with_labels(
     n_boot: int = 2000,
     min_n: int = 30,
     seed: int = 0,
+    inclusion: npt.ArrayLike | None = None,
+    population: npt.ArrayLike | None = None,
 ) -> list[SliceEstimate]:
     """Per-slice estimates that use whatever labels exist, lowest accuracy first.
+
+    Labels bought by an active campaign carry the probability ``inclusion`` each had
+    of being picked and the ``population`` (responses of the slice unlabelled at
+    planning time) it was drawn from. A slice whose campaign-labelled responses
+    (at least two) come from one population that is exactly the slice's responses
+    not labelled otherwise is estimated by :func:`active_slice_interval` (method
+    ``"active"``); any other mix falls back to the uniform-sampling PPI below.
 
     A slice with at least two labels gets :func:`ppi_slice_interval` (method ``"ppi"``,
     or ``"wilson"`` when every response is labelled); a slice with fewer gets the
@@ -385,6 +396,10 @@ def estimate_slices_with_labels(
         calibration_error, confidence, n_boot, min_n, seed: as in :func:`estimate_slices`;
             ``calibration_error`` only widens bootstrap intervals, since PPI measures
             the estimator's error on the slice itself.
+        inclusion: per response, the inclusion probability of its label under an
+            active campaign, NaN otherwise, shape ``(n,)`` (default: all NaN).
+        population: per response, the size of the population that label was drawn
+            from, NaN otherwise, shape ``(n,)``.
     """
     p = _as_vector("probs", probs)
     y = _as_vector("labels", labels, allow_nan=True)
@@ -392,6 +407,21 @@ def estimate_slices_with_labels(
         raise InvalidInputError(
             f"probs and labels must be the same length, but probs is length {p.size} "
             f"and labels is length {y.size}"
+        )
+    pi = (
+        np.full(p.shape, np.nan)
+        if inclusion is None
+        else _as_vector("inclusion", inclusion, allow_nan=True)
+    )
+    pop = (
+        np.full(p.shape, np.nan)
+        if population is None
+        else np.asarray(population, dtype=np.float64).ravel()
+    )
+    if pi.shape != p.shape or pop.shape != p.shape:
+        raise InvalidInputError(
+            f"inclusion and population must be of length {p.size} like probs, got "
+            f"{pi.size} and {pop.size}"
         )
     names, inverse = _group(slice_keys, p.size)
     _check_confidence(confidence)
@@ -417,6 +447,24 @@ def estimate_slices_with_labels(
                 )
             )
             continue
+        active = _active_design(labelled, pi[in_slice], pop[in_slice])
+        if active is not None:
+            estimate, low, high = active_slice_interval(
+                p_slice, y_slice, active, pi[in_slice], confidence=confidence
+            )
+            results.append(
+                SliceEstimate(
+                    slice=name,
+                    n=int(p_slice.size),
+                    accuracy=estimate,
+                    low=low,
+                    high=high,
+                    method="active",
+                    too_few=p_slice.size < min_n,
+                    n_labelled=n_labelled,
+                )
+            )
+            continue
         estimate, low, high = ppi_slice_interval(
             p_slice[~labelled], p_slice[labelled], y_slice[labelled], confidence=confidence
         )
@@ -433,6 +481,58 @@ def estimate_slices_with_labels(
             )
         )
     return sorted(results, key=lambda e: (e.accuracy, e.slice))
+
+
+def _active_design(
+    labelled: npt.NDArray[np.bool_], pi: FloatArray, population: FloatArray
+) -> npt.NDArray[np.bool_] | None:
+    """The slice's sampled population (a mask) when its labels fit one active design."""
+    sampled = labelled & np.isfinite(pi)
+    if sampled.sum() < 2:
+        return None
+    sizes = np.unique(population[sampled])
+    drawn_from = ~(labelled & ~sampled)  # every response not labelled by other means
+    if sizes.size != 1 or int(sizes[0]) != int(drawn_from.sum()) or labelled[drawn_from].all():
+        return None
+    return drawn_from
+
+
+def active_slice_interval(
+    p_correct: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    drawn_from: npt.ArrayLike,
+    inclusion: npt.ArrayLike,
+    *,
+    confidence: float = 0.9,
+) -> tuple[float, float, float]:
+    """A slice's accuracy when an active campaign labelled part of it: ``(estimate, low, high)``.
+
+    The responses labelled by other means are known exactly; the rest, ``drawn_from``,
+    is the population the campaign sampled with probabilities ``inclusion``, estimated
+    by the inverse-probability-weighted PPI++ of :func:`sentinel_core.active.
+    active_mean_interval` (valid under the non-uniform pick). The two combine by their
+    sizes: ``(sum(y_known) + N_pop * theta_pop) / n``, the interval scaled alike.
+
+    Args:
+        p_correct: ``(n,)`` P(correct) of every response of the slice.
+        labels: ``(n,)`` labels in [0, 1], NaN where unlabelled.
+        drawn_from: ``(n,)`` bool, the campaign's population.
+        inclusion: ``(n,)`` inclusion probability of each sampled label (others unused).
+    """
+    p = _as_vector("p_correct", p_correct)
+    y = _as_vector("labels", labels, allow_nan=True)
+    pool = np.asarray(drawn_from, dtype=bool)
+    pi = np.nan_to_num(np.asarray(inclusion, dtype=np.float64), nan=0.0)
+    known = ~pool & ~np.isnan(y)
+    sampled = np.flatnonzero(~np.isnan(y[pool]))
+    population = active_mean_interval(
+        p[pool], pi[pool], sampled, y[pool][sampled], confidence=confidence
+    )
+    n, n_pop, known_sum = p.size, int(pool.sum()), float(y[known].sum())
+    scale = [
+        (known_sum + n_pop * v) / n for v in (population.estimate, population.low, population.high)
+    ]
+    return float(scale[0]), float(scale[1]), float(scale[2])
 
 
 def rectify_with_recent_labels(

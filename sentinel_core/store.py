@@ -399,11 +399,15 @@ def load_scores(engine: Engine, *, feature_set: str, names: Sequence[str]) -> pd
     frame.insert(1, "model", [r[1] for r in rows])
     frame.insert(2, "created", [r[2] for r in rows])
     frame.insert(3, "metadata", [r[3] or {} for r in rows])
-    frame["label"] = _best_labels(frame["trace_id"], label_rows)
+    frame["label"] = best_labels(frame["trace_id"], label_rows)
     return frame
 
 
-def _best_labels(trace_ids: pd.Series, label_rows: Sequence[Any]) -> NDArray[np.float64]:
+def best_labels(trace_ids: Iterable[str], label_rows: Sequence[Any]) -> NDArray[np.float64]:
+    """Each trace's label from its most trusted labeler (``LABELER_PRIORITY``), NaN if none.
+
+    ``label_rows`` are ``(trace_id, labeler, correct)``; the result has one entry per id.
+    """
     rank = {name: i for i, name in enumerate(LABELER_PRIORITY)}
     best: dict[str, tuple[int, bool]] = {}
     for trace_id, labeler, correct in label_rows:

@@ -78,14 +78,6 @@ class TierSplit:
     excluded: tuple[str, ...]
     degenerate: bool
 
-    def tier_of(self, name: str) -> Tier:
-        """The tier of an eligible slice."""
-        if name in self.easy:
-            return "easy"
-        if name in self.hard:
-            return "hard"
-        raise InvalidInputError(f"slice {name!r} is not in a tier (excluded or unknown)")
-
 
 @dataclass(frozen=True)
 class Supervision:

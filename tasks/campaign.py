@@ -43,8 +43,8 @@ def plan_labeling(
     labeler: str,
     budget: float,
     unit: str,
-    max_slices: int,
-    min_per_slice: int,
+    max_slices: int | None,
+    min_per_slice: int | None,
     trace_ids: list[str] | None = None,
 ) -> dict[str, Any]:
     """Plan a campaign on the weakest of ``slices`` (a monitor run's estimates), once per id.
@@ -87,9 +87,11 @@ def plan_labeling(
         cost_per_label=default_cost_per_label(settings, labeler),
         budget_name=budget_name,
         campaign_id=campaign_id,
-        max_slices=max_slices,
-        min_per_slice=min_per_slice,
+        max_slices=settings.campaign_max_slices if max_slices is None else max_slices,
+        min_per_slice=(settings.campaign_min_per_slice if min_per_slice is None else min_per_slice),
         seed=settings.seed,
+        design=settings.campaign_design,
+        audit_share=settings.campaign_audit_share,
     )
     return {"campaign_id": campaign_id, "replanned": True, **plan.to_dict()}
 

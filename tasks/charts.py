@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from sentinel_core.metrics import reliability_bins
+
 
 def slice_chart(
     slices: Sequence[Mapping[str, Any]], observed: Mapping[str, float], *, title: str
@@ -42,22 +44,18 @@ def reliability_chart(
     probs: Sequence[float], labels: Sequence[float], *, n_bins: int = 10
 ) -> Figure:
     """Reliability diagram: mean label against mean ``P(correct)`` per equal-width bin."""
-    p = np.asarray(probs, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.float64)
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins)
-    full = counts > 0
-    mean_p = np.bincount(bins, weights=p, minlength=n_bins)[full] / counts[full]
-    mean_y = np.bincount(bins, weights=y, minlength=n_bins)[full] / counts[full]
+    bins = reliability_bins(probs, labels, n_bins=n_bins)
     fig = Figure(figsize=(4.5, 4.5))
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-    ax.scatter(mean_p, mean_y, s=20 + 200 * counts[full] / counts.max(), label="bins (size = n)")
+    ax.scatter(
+        bins.mean_p, bins.observed, s=20 + 200 * bins.n / bins.n.max(), label="bins (size = n)"
+    )
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("mean P(correct)")
     ax.set_ylabel("observed accuracy")
-    ax.set_title(f"reliability ({int(y.size)} labelled responses)")
+    ax.set_title(f"reliability ({int(bins.n.sum())} labelled responses)")
     ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()
     return fig

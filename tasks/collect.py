@@ -8,9 +8,10 @@ record through ``ingest_records`` (the path of ``sentinel ingest``), its trace
 id the prompt id, in small batches so a crash loses little; a rerun skips the
 prompt ids already stored, so collection resumes where it stopped.
 
-Retries are decided in one place, ``labeling.retries.with_retries`` (timeouts,
-429 and 5xx, with exponential backoff); the OpenAI client's own retries are off. These are
-plain functions; the Prefect tasks of the nightly loop wrap them.
+Retries are the ``openai`` client's own, set in one place (``labeling.openai_client``:
+timeouts, 429 and 5xx, exponential backoff with jitter, ``Retry-After`` honoured);
+what still fails stops the run, and a rerun resumes it. These are plain functions;
+the CLI's ``collect`` calls them.
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-import openai
 from openai import OpenAI
 from openai.types.chat import ChatCompletion
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from labeling.retries import make_client, with_retries
+from labeling.openai_client import DEFAULT_MAX_RETRIES, excerpt, make_client, openai_errors
 from sentinel_core.errors import SentinelError
 from sentinel_core.ingest import EMPTY_REPORT, IngestReport, ingest_records
 from sentinel_core.schema import TraceRow
@@ -159,43 +159,28 @@ def request_completion(
     *,
     model: str,
     max_tokens: int,
-    retry: Callable[[Callable[[], Any]], Any] = with_retries,
 ) -> Completion:
     """Send one prompt; a refusal, a dead server or a body without logprobs is a CollectError."""
     url = f"{str(client.base_url).rstrip('/')}/chat/completions"
-    try:
-        response = retry(
-            lambda: client.chat.completions.create(
-                model=model,
-                messages=[{"role": "user", "content": prompt.user_message}],
-                logprobs=True,
-                top_logprobs=TOP_LOGPROBS,
-                temperature=0,
-                seed=0,
-                max_tokens=max_tokens,
-            )
+    with openai_errors(
+        f"expected a chat.completion from {url}",
+        timeout_s=client.timeout if isinstance(client.timeout, float | int) else None,
+        error=lambda message, _transient: CollectError(message),
+        hint="is the server running? (scripts/llm-server start)",
+    ):
+        response = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": prompt.user_message}],
+            logprobs=True,
+            top_logprobs=TOP_LOGPROBS,
+            temperature=0,
+            seed=0,
+            max_tokens=max_tokens,
         )
-    except openai.APIStatusError as exc:
-        raise CollectError(
-            f"expected a chat.completion from {url}, got HTTP {exc.status_code}: "
-            f"{_shorten(exc.response.text)}"
-        ) from exc
-    except openai.APITimeoutError as exc:
-        raise CollectError(
-            f"expected a chat.completion from {url}, got no answer within "
-            f"{client.timeout} s (after retries)"
-        ) from exc
-    except openai.APIConnectionError as exc:
-        raise CollectError(
-            f"expected a chat.completion from {url}, got no connection "
-            f"({exc.__cause__ or exc}); is the server running? (scripts/llm-server start)"
-        ) from exc
-    except openai.APIError as exc:
-        raise CollectError(f"expected a chat.completion from {url}, got {exc}") from exc
     if not isinstance(response, ChatCompletion):
         raise CollectError(
             f"expected a chat.completion JSON object from {url}, got "
-            f"{type(response).__name__}: {_shorten(str(response))}"
+            f"{type(response).__name__}: {excerpt(str(response))}"
         )
     return _completion(prompt, response.to_dict(mode="json"), url)
 
@@ -204,7 +189,7 @@ def _completion(prompt: Prompt, body: dict[str, Any], url: str) -> Completion:
     choices = body.get("choices")
     if not choices or not isinstance(choices[0], dict):
         raise CollectError(
-            f"expected a chat.completion with choices from {url}, got {_shorten(json.dumps(body))}"
+            f"expected a chat.completion with choices from {url}, got {excerpt(json.dumps(body))}"
         )
     usage = body.get("usage") or {}
     tokens = int(usage.get("completion_tokens") or 0)
@@ -214,7 +199,7 @@ def _completion(prompt: Prompt, body: dict[str, Any], url: str) -> Completion:
         raise CollectError(
             f"expected top_logprobs for every token from {url} (logprobs=true, "
             f"top_logprobs={TOP_LOGPROBS}), got a response without logprobs: "
-            f"{_shorten(json.dumps(body))}"
+            f"{excerpt(json.dumps(body))}"
         )
     timings = body.get("timings") or {}
     return Completion(
@@ -225,11 +210,6 @@ def _completion(prompt: Prompt, body: dict[str, Any], url: str) -> Completion:
         predicted_ms=timings.get("predicted_ms"),
         prompt_ms=timings.get("prompt_ms"),
     )
-
-
-def _shorten(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def wrapper_record(completion: Completion) -> dict[str, Any]:
@@ -297,7 +277,7 @@ def collect(
     batch_size: int = 4,
     keep_prompt: bool = False,
     dtype: str = "float32",
-    retry: Callable[[Callable[[], Any]], Any] = with_retries,
+    max_retries: int = DEFAULT_MAX_RETRIES,
     on_progress: Callable[[int, int, int], None] | None = None,
 ) -> CollectReport:
     """Send every prompt not yet stored, ``concurrency`` at a time, and store the responses.
@@ -319,9 +299,11 @@ def collect(
     if on_progress is not None:
         on_progress(0, len(pending), 0)
     started = time.perf_counter()
-    with make_client(base_url, api_key=api_key, timeout_s=timeout_s) as client:
+    with make_client(
+        base_url, api_key=api_key, timeout_s=timeout_s, max_retries=max_retries
+    ) as client:
         try:
-            for completion in _run(client, pending, model, max_tokens, concurrency, retry):
+            for completion in _run(client, pending, model, max_tokens, concurrency):
                 sink.add(completion)
                 if on_progress is not None:
                     on_progress(len(sink.completions), len(pending), sink.tokens)
@@ -336,7 +318,6 @@ def _run(
     model: str,
     max_tokens: int,
     concurrency: int,
-    retry: Callable[[Callable[[], Any]], Any],
 ) -> Iterator[Completion]:
     """Yield completions as they arrive, at most ``concurrency`` requests in flight.
 
@@ -351,9 +332,7 @@ def _run(
         prompt = next(queue, None) if error is None else None
         if prompt is None:
             return None
-        return pool.submit(
-            request_completion, client, prompt, model=model, max_tokens=max_tokens, retry=retry
-        )
+        return pool.submit(request_completion, client, prompt, model=model, max_tokens=max_tokens)
 
     in_flight = {f for f in (submit() for _ in range(concurrency)) if f is not None}
     try:

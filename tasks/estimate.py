@@ -19,6 +19,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from sentinel_core.ledger import inclusion_of
 from sentinel_core.monitoring import Scored, estimate_scored
 from sentinel_core.runs import load_rows
 from sentinel_core.settings import Settings
@@ -36,18 +37,22 @@ def _served(settings: Settings, version: str) -> ServedModel:
 def score_chunk(settings: Settings, version: str, trace_ids: list[str], by: str) -> Scored:
     """``P(correct)``, slice and best label of every trace of a chunk, in the chunk's order."""
     served = _served(settings, version)
+    engine = engine_for(settings.store_url)
     frame = load_rows(
-        engine_for(settings.store_url),
+        engine,
         trace_ids,
         feature_set=served.feature_set,
         names=served.feature_names,
         slice_key=by,
     )
     probs = served.estimator.predict_proba(frame[list(served.feature_names)])[:, 1]
+    inclusion, population = inclusion_of(engine, frame["trace_id"].tolist())
     return Scored(
         np.asarray(probs, dtype=np.float64),
         frame["slice"].to_numpy(dtype=str),
         frame["label"].to_numpy(dtype=np.float64),
+        inclusion,
+        population,
     )
 
 

@@ -20,7 +20,7 @@ from rich.table import Table
 from flows.cli.base import check_budget, engine_of, out, progress_bar, settings_of
 from flows.cli.model import scored_slices
 from labeling.campaign import LabelerKind, default_cost_per_label, make_labeler
-from sentinel_core.acquisition import Unit
+from sentinel_core.acquisition import Design, Unit
 
 campaign_app = typer.Typer(
     help="Labeling campaigns: plan under a budget, run with a labeler, show status.",
@@ -41,10 +41,28 @@ def plan_command(
         float | None,
         typer.Option(min=0.0, help="USD per label for planning (default: from the labeler)."),
     ] = None,
-    max_slices: Annotated[int, typer.Option(min=1, help="Label at most this many slices.")] = 3,
+    design: Annotated[
+        Design | None,
+        typer.Option(
+            help="active: audit share over every slice, then Neyman and uncertainty "
+            "sampling, labels weighted in the estimate; priority: the weakest slices, "
+            "stratified. Default from settings (active)."
+        ),
+    ] = None,
+    max_slices: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="priority design: label at most this many slices (default 3, settings)."
+        ),
+    ] = None,
     min_per_slice: Annotated[
-        int, typer.Option(min=0, help="Labels per chosen slice, at least, where affordable.")
-    ] = 10,
+        int | None,
+        typer.Option(
+            min=0,
+            help="priority design: labels per chosen slice, at least, where affordable "
+            "(default 5, settings).",
+        ),
+    ] = None,
     budget_name: Annotated[
         str | None,
         typer.Option(help="Draw on this named budget (shared by campaigns); default: own."),
@@ -73,9 +91,11 @@ def plan_command(
         cost_per_label=cost,
         budget_name=budget_name,
         campaign_id=campaign_id,
-        max_slices=max_slices,
-        min_per_slice=min_per_slice,
+        max_slices=settings.campaign_max_slices if max_slices is None else max_slices,
+        min_per_slice=(settings.campaign_min_per_slice if min_per_slice is None else min_per_slice),
         seed=settings.seed,
+        design=settings.campaign_design if design is None else design,
+        audit_share=settings.campaign_audit_share,
     )
     for line in plan.summary_lines():
         out.print(line, highlight=False)

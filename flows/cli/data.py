@@ -258,6 +258,7 @@ def collect(
             limit=limit,
             benchmarks=chosen,
             timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
             keep_prompt=settings.keep_prompt_text,
             dtype=settings.logprobs_dtype,
             on_progress=advance,

@@ -4,6 +4,8 @@ and ``evaluate``."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -132,33 +134,97 @@ def estimate(
     use_labels: Annotated[
         bool, typer.Option(help="Use stored labels (PPI); --no-use-labels gives label-free only.")
     ] = True,
+    since: Annotated[
+        datetime | None,
+        typer.Option(help="Estimate only traffic created at or after this time (UTC)."),
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="Estimate only traffic created before this time (UTC).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Estimate every slice's accuracy with an interval (PPI where the slice has labels)."""
+    """Estimate every slice's accuracy with an interval (PPI where the slice has labels).
+
+    Only the labels of the traces estimated are used: with --since/--until, the labels
+    of traffic outside that window are left out, never mixed in.
+    """
     print_estimates(
-        settings_of(ctx, db), by=by, output=output, use_labels=use_labels, as_json=as_json
+        settings_of(ctx, db),
+        by=by,
+        output=output,
+        use_labels=use_labels,
+        as_json=as_json,
+        window=Window(since, until),
     )
 
 
-def scored_slices(settings: Settings, *, by: str, use_labels: bool) -> tuple[Any, ...]:
+@dataclass(frozen=True)
+class Window:
+    """The traffic an estimate covers: traces created in ``[since, until)`` (UTC)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def select(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``frame`` (a ``created`` column) inside the window."""
+        created = pd.to_datetime(frame["created"], utc=True)
+        keep = np.ones(len(frame), dtype=bool)
+        if self.since is not None:
+            keep &= (created >= _utc(self.since)).to_numpy()
+        if self.until is not None:
+            keep &= (created < _utc(self.until)).to_numpy()
+        return frame[keep].reset_index(drop=True)
+
+    def describe(self) -> str:
+        """The window in words, for the line under the table."""
+        if self.since is None and self.until is None:
+            return "every stored trace"
+        since = "the first" if self.since is None else _utc(self.since).isoformat()
+        until = "now" if self.until is None else _utc(self.until).isoformat()
+        return f"traces created from {since} until {until}"
+
+
+def _utc(moment: datetime) -> pd.Timestamp:
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def scored_slices(
+    settings: Settings, *, by: str, use_labels: bool, window: Window | None = None
+) -> tuple[Any, ...]:
     """Every trace's P(correct) from the champion, and every slice's estimate
-    (``sentinel_core.monitoring.estimate_scored``, as in the nightly monitor).
+    (``sentinel_core.monitoring.estimate_scored``, as in the nightly monitor), over the
+    traces of ``window`` (default: all) and only their labels.
 
     Returns ``(frame, probs, estimates, served)``.
     """
+    from sentinel_core.ledger import inclusion_of
     from sentinel_core.monitoring import Scored, estimate_scored
     from tasks.registry import load_champion
 
     frame = labelled_frame(settings, by)
     if frame.empty:
         raise SentinelError("expected traces in the store, got none: run `sentinel ingest` first")
+    if window is not None:
+        stored = len(frame)
+        frame = window.select(frame)
+        if frame.empty:
+            raise SentinelError(
+                f"expected traces in the window ({window.describe()}), got none of the "
+                f"{stored} stored"
+            )
     with console.status("loading the champion estimator"):
         served = load_champion(settings)
     probs = served.estimator.predict_proba(frame[list(served.feature_names)])[:, 1]
+    inclusion, population = inclusion_of(
+        engine_of(settings, create=False), frame["trace_id"].tolist()
+    )
     scored = Scored(
         np.asarray(probs, dtype=np.float64),
         frame["slice"].to_numpy(dtype=str),
         frame["label"].to_numpy(dtype=np.float64),
+        inclusion,
+        population,
     )
     estimates = estimate_scored(
         scored if use_labels else scored.without_labels(),
@@ -169,10 +235,19 @@ def scored_slices(settings: Settings, *, by: str, use_labels: bool) -> tuple[Any
 
 
 def print_estimates(
-    settings: Settings, *, by: str, output: Path | None, use_labels: bool, as_json: bool
+    settings: Settings,
+    *,
+    by: str,
+    output: Path | None,
+    use_labels: bool,
+    as_json: bool,
+    window: Window | None = None,
 ) -> None:
     check_out(output, (".csv", ".json"))
-    frame, _probs, estimates, served = scored_slices(settings, by=by, use_labels=use_labels)
+    window = window or Window()
+    frame, _probs, estimates, served = scored_slices(
+        settings, by=by, use_labels=use_labels, window=window
+    )
     observed = frame.groupby("slice")["label"].agg(["mean", "count"])
     rows = []
     for e in estimates:
@@ -183,6 +258,24 @@ def print_estimates(
         row["n_observed"] = int(observed.loc[e.slice, "count"])
         rows.append(row)
     _print_slices(rows, by, served.version)
+    n_labels = int(frame["label"].notna().sum())
+    out.print(
+        f"{len(frame)} traces estimated ({window.describe()}); "
+        + (
+            f"{n_labels} of them labelled, and only those labels used"
+            if use_labels
+            else "labels not used (--no-use-labels)"
+        )
+        + f"; intervals at confidence {settings.confidence:g}.\n"
+        "method: bootstrap = label-free (widened by the estimator's held-out error); "
+        "ppi = prediction-powered with the slice's labels; active = the same, weighted by "
+        "an active campaign's inclusion probabilities; wilson = every trace labelled; "
+        "ppi_recent = label-free corrected by the slice's recent labels. labels: "
+        "labelled traces in the slice; observed: their accuracy; too few: fewer than "
+        f"{settings.min_slice_n} traces.",
+        highlight=False,
+        soft_wrap=True,
+    )
     if output is not None:
         if output.suffix == ".csv":
             pd.DataFrame(rows).to_csv(output, index=False)

@@ -44,3 +44,39 @@ def test_acquire_labels_only_the_traffic_the_last_monitor_run_covered(env: Env) 
     for s in every["plan"]["slices"]:
         assert s["available"] == n_dev[s["slice"]] + n_new[s["slice"]] - done[s["slice"]]
     engine.dispose()
+
+
+def test_an_active_campaign_labels_every_slice_and_its_labels_are_weighted_in_the_estimate(
+    env: Env,
+) -> None:
+    from datetime import datetime
+
+    from flows.cli.model import Window, scored_slices
+    from flows.settings import flow_settings
+
+    dev, collected = corpus_records()[:134], corpus_records()[134:]
+    seed_store(env.db_url, dev, source="labelled")
+    monitor(**env.kwargs())
+    engine = open_store(env.db_url)
+    ingest_records(engine, (r for r, _ in collected), source="new")
+    report = monitor(**env.kwargs())
+    # 4 labels a slice on average: the audit gives every slice 2, Neyman the rest.
+    latest = acquire(report["slices"], key="night-2", labeler="exact", budget=56, **env.kwargs())
+    assert latest["plan"]["design"] == "active"
+    assert {s["slice"] for s in latest["plan"]["slices"]} == {
+        r["metadata"]["benchmark"] for r, _ in collected
+    }
+    assert all(s["labels"] >= 2 for s in latest["plan"]["slices"])
+    assert all(0.0 < item["pi"] <= 1.0 for item in latest["plan"]["items"])
+    assert len(ledger.items(engine, latest["campaign_id"])) == 56
+
+    # The new traffic's own estimate (created after the dev traces) weights each label by
+    # the probability the plan gave it: method "active" in every slice.
+    settings = flow_settings(**env.kwargs())
+    _frame, _probs, estimates, _served = scored_slices(
+        settings, by="benchmark", use_labels=True, window=Window(datetime(2026, 11, 23, 19))
+    )
+    assert {e.method for e in estimates} == {"active"}
+    assert sum(e.n_labelled for e in estimates) == 56
+    assert sum(e.n for e in estimates) == len(collected)
+    engine.dispose()

@@ -112,6 +112,40 @@ def test_main_job_then_estimate_and_evaluate_end_to_end(home: Path, tmp_path: Pa
     assert {row["method"] for row in summary} == {"default", "lr_11d", "atc_H_max"}
     assert all(row["g"] == 1 and 0.0 <= row["median_aee"] <= 1.0 for row in summary)
 
+    # New unlabelled traffic (corpus-collected, created 20:24-22:27 UTC that day) beside
+    # the labelled sample (16:04-18:03): a window estimates only its own traces with
+    # only their labels; without one, every trace and every label.
+    from sentinel_core.corpus import iter_sample_records
+    from sentinel_core.ingest import ingest_records
+    from sentinel_core.store import open_store
+
+    engine = open_store(f"sqlite:///{home / 'sentinel.db'}")
+    ingest_records(engine, (r for r, _ in iter_sample_records("corpus-collected")), source="new")
+    engine.dispose()
+
+    def rows_of(*window: str) -> tuple[list[dict[str, object]], str]:
+        result = runner.invoke(app, ["estimate", "--by", "benchmark", "--json", *window])
+        assert result.exit_code == 0, result.output
+        found = _last_json(result.output)
+        assert isinstance(found, list)
+        return found, result.output
+
+    everything, shown = rows_of()
+    assert sum(int(r["n"]) for r in everything) == 242  # type: ignore[call-overload]
+    assert "242 traces estimated (every stored trace); 134 of them labelled" in shown
+    new, shown = rows_of("--since", "2026-11-23T19:00:00")
+    assert sum(int(r["n"]) for r in new) == 108  # type: ignore[call-overload]
+    assert {r["method"] for r in new} == {"bootstrap"}  # no label of older traffic used
+    assert {r["n_labelled"] for r in new} == {0}
+    assert "108 traces estimated (traces created from 2026-11-23T19:00:00+00:00" in shown
+    assert "0 of them labelled" in shown
+    old, _ = rows_of("--until", "2026-11-23T19:00:00")
+    assert sum(int(r["n"]) for r in old) == 134  # type: ignore[call-overload]
+    assert {r["method"] for r in old} == {"wilson"}  # every trace of that window labelled
+    empty = runner.invoke(app, ["estimate", "--by", "benchmark", "--since", "2030-01-01"])
+    assert empty.exit_code == 2
+    assert "expected traces in the window" in empty.output
+
 
 def test_train_twice_keeps_the_champion_and_force_moves_it_recording_why(
     home: Path, monkeypatch: pytest.MonkeyPatch

@@ -39,8 +39,11 @@ def test_nightly_monitors_then_retrains_and_a_second_night_adds_no_version(
 
 
 def test_the_acquire_step_labels_the_weakest_slices_once_per_night(
-    corpus_env: Env, tmp_path: Path
+    corpus_env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The priority design (the weakest slices first); the active design, the default,
+    # is tested in tests/flows/test_acquire.py.
+    monkeypatch.setenv("SENTINEL_CAMPAIGN_DESIGN", "priority")
     options = {"acquire": True, "labeler": "exact", "budget": 12, "key": "2026-11-01"}
     first = nightly(**corpus_env.kwargs(), **options, min_per_slice=4, retrain_after=False)
     acquired = first["acquire"]

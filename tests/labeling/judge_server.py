@@ -47,9 +47,14 @@ class Step:
 
     @classmethod
     def error(cls, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> Step:
-        """An HTTP error with an OpenAI-style error body."""
+        """An HTTP error with an OpenAI-style error body.
+
+        Without ``headers`` it asks the client to retry after 10 ms (``retry-after-ms``),
+        so retried faults keep the tests fast; pass ``headers={}`` for the client's backoff.
+        """
         body = {"error": {"code": status, "message": message, "type": "server_error"}}
-        return cls(status=status, body=body, headers=dict(headers or {}))
+        chosen = {"retry-after-ms": "10"} if headers is None else dict(headers)
+        return cls(status=status, body=body, headers=chosen)
 
     @classmethod
     def text(cls, content: str) -> Step:
@@ -115,6 +120,7 @@ class JudgeServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.times: list[float] = []
         self.script: list[Step] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -131,6 +137,7 @@ class JudgeServer:
         with self.lock:
             self.requests.append(request)
             self.headers.append(headers)
+            self.times.append(time.monotonic())
             step = self.script.pop(0) if self.script else Step()
         if step.sleep_s:
             time.sleep(step.sleep_s)

@@ -226,3 +226,24 @@ def test_the_cli_plans_runs_and_reports_a_campaign(tmp_path: Path) -> None:
         "error: Invalid value for '--labeler': 'human' is not one of 'exact', 'judge', "
         "'label-studio'. (see `sentinel campaign run --help`)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("labeler", "reason"),
+    [
+        ("exact", "the exact verifier is free"),
+        ("judge", "SENTINEL_JUDGE_PRICE_INPUT_PER_MTOK"),
+        ("label-studio", "SENTINEL_LABEL_STUDIO_PRICE_PER_LABEL"),
+    ],
+)
+def test_a_usd_budget_with_a_price_of_zero_names_the_labeler_and_what_sets_its_price(
+    engine: Engine, corpus: dict[str, int], labeler: str, reason: str
+) -> None:
+    with pytest.raises(LabelingError, match="plan a budget in usd") as caught:
+        plan_stored(
+            engine, "usd", labeler=labeler, budget=5.0, unit="usd", cost_per_label=0.0,
+            max_slices=3, min_per_slice=2,
+        )  # fmt: skip
+    assert reason in str(caught.value)
+    assert f"for the {labeler} labeler" in str(caught.value)
+    assert "--unit labels" in str(caught.value)

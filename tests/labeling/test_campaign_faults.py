@@ -15,7 +15,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,6 @@ from sqlmodel import Session, select
 
 from labeling.campaign import run_campaign
 from labeling.judge import JudgeLabeler
-from labeling.retries import with_retries
 from sentinel_core import ledger
 from sentinel_core.corpus import iter_sample_records
 from sentinel_core.ingest import ingest_records
@@ -33,7 +31,6 @@ from tests.labeling.judge_server import JudgeServer, Step, running_judge_server
 from tests.labeling.planning import plan_stored
 
 SENTINEL = str(Path(sys.executable).with_name("sentinel"))
-NO_WAIT = partial(with_retries, sleep=lambda _s: None)
 PRICE_IN, PRICE_OUT = 150.0, 600.0  # USD per M tokens: big enough for visible figures
 
 
@@ -62,7 +59,6 @@ def judge(url: str, *, timeout_s: float = 2.0) -> JudgeLabeler:
         timeout_s=timeout_s,
         price_input_per_mtok=PRICE_IN,
         price_output_per_mtok=PRICE_OUT,
-        retry=NO_WAIT,
     )
 
 

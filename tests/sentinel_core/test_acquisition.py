@@ -212,3 +212,69 @@ def test_plan_inputs_of_different_lengths_are_refused_with_the_shapes() -> None:
             unit="labels",
             cost_per_label=0,
         )
+
+
+def _traffic(seed: int = 0) -> tuple[list[SliceEstimate], np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    sizes = {"a": 200, "b": 120, "c": 40}
+    keys = np.concatenate([[k] * n for k, n in sizes.items()])
+    ids = np.array([f"t{i}" for i in range(keys.size)])
+    p = rng.beta(2, 2, keys.size)
+    estimates = [est(k, n, float(p[keys == k].mean())) for k, n in sizes.items()]
+    return estimates, ids, keys, p
+
+
+def test_an_active_plan_audits_every_slice_and_keeps_each_items_inclusion_probability() -> None:
+    estimates, ids, keys, p = _traffic()
+    done = np.zeros(ids.size, dtype=bool)
+    done[:10] = True  # ten of slice a were labelled before: not in its population
+    options = {"by": "route", "budget": 30, "unit": "labels", "cost_per_label": 0.0}
+    active = plan(estimates, ids, keys, p, done, design="active", seed=3, **options)  # type: ignore[arg-type]
+    assert active.design == "active"
+    assert active.n_labels == 30
+    assert {s.slice for s in active.slices} == {"a", "b", "c"}  # max_slices is not applied
+    assert all(s.labels >= 2 for s in active.slices)  # the audit's floor per slice
+    assert {s.slice: s.available for s in active.slices} == {"a": 190, "b": 120, "c": 40}
+    for item in active.items:
+        assert item.pi is not None
+        assert 0.0 < item.pi <= 1.0
+        assert item.population == {"a": 190, "b": 120, "c": 40}[item.slice]
+    assert not set(ids[:10]) & {i.trace_id for i in active.items}
+    assert len({i.trace_id for i in active.items}) == 30
+    # Stored as JSON and read back, the design and the probabilities survive.
+    assert Plan.from_dict(active.to_dict()) == active
+    assert plan(estimates, ids, keys, p, done, design="active", seed=3, **options) == active  # type: ignore[arg-type]
+
+
+def test_a_plan_stored_before_the_active_design_reads_back_as_a_priority_plan() -> None:
+    estimates, ids, keys, p = _traffic()
+    old = plan(
+        estimates,
+        ids,
+        keys,
+        p,
+        np.zeros(ids.size, bool),
+        by="route",
+        budget=5,
+        unit="labels",
+        cost_per_label=0.0,
+    )
+    stored = old.to_dict()
+    del stored["design"]
+    for item in stored["items"]:
+        del item["pi"], item["population"]
+    assert Plan.from_dict(stored) == old
+    assert old.design == "priority"
+    with pytest.raises(InvalidInputError, match="expected design in"):
+        plan(
+            estimates,
+            ids,
+            keys,
+            p,
+            np.zeros(ids.size, bool),
+            by="route",
+            budget=5,
+            unit="labels",
+            cost_per_label=0.0,
+            design="activ",
+        )  # type: ignore[arg-type]

@@ -17,7 +17,15 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from sentinel_core.errors import InvalidInputError
-from sentinel_core.metrics import accuracy_floor, aee, auroc, brier, ece, spearman_rho
+from sentinel_core.metrics import (
+    accuracy_floor,
+    aee,
+    auroc,
+    brier,
+    ece,
+    reliability_bins,
+    spearman_rho,
+)
 
 probabilities = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 # On a 1/100 grid, 1 - p keeps distinct values distinct (no rounding into ties).
@@ -182,3 +190,14 @@ def test_accuracy_floor_matches_a_simulated_perfect_estimator() -> None:
 def test_accuracy_floor_rejects_an_empty_slice() -> None:
     with pytest.raises(InvalidInputError, match="n must be a positive integer, got 0"):
         accuracy_floor(0, 0.5)
+
+
+def test_reliability_bins_give_each_populated_bins_means_and_size() -> None:
+    bins = reliability_bins([0.05, 0.15, 0.15, 0.85, 0.95], [0, 1, 0, 1, 1], n_bins=10)
+    assert bins.n.tolist() == [1, 2, 1, 1]
+    assert bins.mean_p == pytest.approx([0.05, 0.15, 0.85, 0.95])
+    assert bins.observed == pytest.approx([0.0, 0.5, 1.0, 1.0])
+    # One class only is still a diagram (every bin observes that class).
+    assert reliability_bins([0.2, 0.7], [1, 1]).observed.tolist() == [1.0, 1.0]
+    with pytest.raises(InvalidInputError, match="n_bins"):
+        reliability_bins([0.5], [1], n_bins=0)

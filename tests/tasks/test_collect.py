@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -40,12 +39,12 @@ from tasks.collect import (
     Prompt,
     collect,
     read_prompts,
-    with_retries,
 )
 from tests.factories import REAL_TRACES, generated_top_logprobs
 
 MODEL = "generated-model"
-NO_WAIT = partial(with_retries, sleep=lambda _s: None)
+#: A scripted fault asks the client to wait this long before its retry (keeps tests fast).
+FAST_RETRY = {"retry-after-ms": "10"}
 SENTINEL = str(Path(sys.executable).with_name("sentinel"))
 
 
@@ -95,12 +94,14 @@ def llama_body(request: dict[str, Any]) -> dict[str, Any]:
 class FakeLLM:
     """An OpenAI-compatible chat.completions server; ``script`` holds faults to serve first.
 
-    Each script entry is ``(status, body)``, ``("sleep", seconds)`` or ``None`` (a normal
-    answer); once the script is used up every request gets a normal answer.
+    Each script entry is ``(status, body)``, ``(status, body, headers)``, ``("sleep",
+    seconds)`` or ``None`` (a normal answer); once the script is used up every request
+    gets a normal answer. A fault without headers says ``retry-after-ms: 10``.
     """
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.times: list[float] = []
         self.script: list[tuple[Any, Any] | None] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -113,16 +114,17 @@ class FakeLLM:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
-    def _next(self, request: dict[str, Any]) -> tuple[int, Any]:
+    def _next(self, request: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         with self.lock:
             self.requests.append(request)
+            self.times.append(time.monotonic())
             step = self.script.pop(0) if self.script else None
         if step is None:
-            return 200, llama_body(request)
+            return 200, llama_body(request), {}
         if step[0] == "sleep":
             time.sleep(step[1])
-            return 200, llama_body(request)
-        return step
+            return 200, llama_body(request), {}
+        return step[0], step[1], (step[2] if len(step) > 2 else FAST_RETRY)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -132,13 +134,15 @@ class FakeLLM:
 
             def do_POST(self) -> None:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status, body = (
+                status, body, headers = (
                     fake._next(request)
                     if self.path == "/v1/chat/completions"
-                    else (404, {"error": {"code": 404, "message": "File Not Found"}})
+                    else (404, {"error": {"code": 404, "message": "File Not Found"}}, {})
                 )
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -204,7 +208,7 @@ def prompts(tmp_path: Path) -> Path:
 
 
 def run(store: Engine, prompts: Path, url: str, **options: Any) -> Any:
-    options = {"model": MODEL, "max_tokens": 16, "retry": NO_WAIT, **options}
+    options = {"model": MODEL, "max_tokens": 16, **options}
     return collect(store, prompts, base_url=url, **options)
 
 
@@ -321,22 +325,37 @@ def test_a_500_then_success_is_retried_and_stored(
     assert len(llm.requests) == 2
 
 
-def test_a_429_is_retried_with_exponential_backoff(
+def test_a_429_is_retried_after_the_wait_the_server_asks_for(
     llm: FakeLLM, store: Engine, prompts: Path
 ) -> None:
-    llm.script = [(429, {"error": {"message": "slow down"}})] * 2
-    delays: list[float] = []
-    retry = partial(with_retries, base_delay_s=0.5, sleep=delays.append)
-    report = run(store, prompts, llm.base_url, ids=["gsm8k-1"], retry=retry)
-    assert (report.stored, len(llm.requests), delays) == (1, 3, [0.5, 1.0])
+    slow_down = (429, {"error": {"message": "slow down"}}, {"retry-after-ms": "300"})
+    llm.script = [slow_down, slow_down]
+    report = run(store, prompts, llm.base_url, ids=["gsm8k-1"])
+    assert (report.stored, len(llm.requests)) == (1, 3)
+    gaps = [later - earlier for earlier, later in zip(llm.times, llm.times[1:], strict=False)]
+    assert min(gaps) >= 0.3
+
+
+def test_a_429_without_retry_after_backs_off_exponentially(
+    llm: FakeLLM, store: Engine, prompts: Path
+) -> None:
+    # The openai client's backoff: 0.5 s then 1 s, each less up to 25% jitter.
+    llm.script = [(429, {"error": {"message": "slow down"}}, {})] * 2
+    report = run(store, prompts, llm.base_url, ids=["gsm8k-1"])
+    assert (report.stored, len(llm.requests)) == (1, 3)
+    gaps = [later - earlier for earlier, later in zip(llm.times, llm.times[1:], strict=False)]
+    assert gaps[0] >= 0.37  # 0.5 s less at most 25%
+    assert gaps[1] >= 0.75  # 1 s less at most 25%
 
 
 def test_a_500_that_persists_is_one_clear_error_with_the_status_and_body(
     llm: FakeLLM, store: Engine, prompts: Path
 ) -> None:
     llm.script = [(503, {"error": {"message": "loading model"}})] * 4
-    with pytest.raises(CollectError, match=r"/v1/chat/completions, got HTTP 503: .*loading model"):
-        run(store, prompts, llm.base_url, ids=["gsm8k-1"])
+    with pytest.raises(
+        CollectError, match=r"/v1/chat/completions, got HTTP 503 \(after retries\): .*loading model"
+    ):
+        run(store, prompts, llm.base_url, ids=["gsm8k-1"], max_retries=3)
     assert len(llm.requests) == 4
 
 
@@ -351,9 +370,8 @@ def test_a_timeout_is_retried_then_one_clear_error(
     llm: FakeLLM, store: Engine, prompts: Path
 ) -> None:
     llm.script = [("sleep", 1.0)] * 2
-    retry = partial(with_retries, attempts=2, sleep=lambda _s: None)
     with pytest.raises(CollectError, match=r"got no answer within 0.2 s"):
-        run(store, prompts, llm.base_url, ids=["gsm8k-1"], timeout_s=0.2, retry=retry)
+        run(store, prompts, llm.base_url, ids=["gsm8k-1"], timeout_s=0.2, max_retries=1)
     assert len(llm.requests) == 2
 
 

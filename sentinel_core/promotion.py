@@ -60,11 +60,16 @@ class HeldOutScores:
     n_slices: int
     n_labels: int
     per_slice: Mapping[str, tuple[float, float]]
+    #: The held-out P(correct) of every labelled response and its label, ``(n,)`` each,
+    #: for the reliability diagram (empty when not kept).
+    probs: tuple[float, ...] = ()
+    labels: tuple[float, ...] = ()
 
     def metrics(self, prefix: str) -> dict[str, float]:
         """The scalar scores as ``{prefix + name: value}``, for tracking."""
         values = asdict(self)
-        values.pop("per_slice")
+        for field in ("per_slice", "probs", "labels"):
+            values.pop(field)
         return {f"{prefix}{k}": float(v) for k, v in values.items()}
 
 
@@ -149,6 +154,8 @@ def score_held_out(
         per_slice={
             str(n): (float(e), float(t)) for n, e, t in zip(names, estimate, truth, strict=True)
         },
+        probs=tuple(p.tolist()),
+        labels=tuple(labels.tolist()),
     )
 
 

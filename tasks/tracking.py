@@ -200,6 +200,15 @@ def log_retrain_run(
         series[f"champion v{champion_version}"] = champion.per_slice
     if series:
         _log_figure(client, run_id, estimate_vs_truth_chart(series), "charts/held_out.png")
+    if challenger is not None and challenger.probs:
+        # Out of slice: every response scored by a model that never saw its slice.
+        figure = reliability_chart(challenger.probs, challenger.labels)
+        figure.axes[0].set_title(
+            f"held-out reliability, {recipe.name} (ECE {challenger.ece:.3f}, "
+            f"{challenger.n_labels} responses)",
+            fontsize="small",
+        )
+        _log_figure(client, run_id, figure, "charts/reliability_held_out.png")
     model_uri = None if model is None else log_estimator(run_id, *model)
     client.set_terminated(run_id)
     return {"run_id": run_id, "model_uri": model_uri}

@@ -46,6 +46,9 @@ def test_a_first_retrain_registers_and_promotes_the_challenger(corpus_env: Env) 
     assert run.data.metrics["challenger_n_slices"] == 14
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"held_out.csv", "supervision.json", "charts"} <= artifacts
+    charts = {a.path for a in client.list_artifacts(run.info.run_id, "charts")}
+    assert "charts/reliability_held_out.png" in charts
+    assert 0.0 < run.data.metrics["challenger_ece"] < 0.5
     per_tier = report["supervision"]["per_tier"]
     assert per_tier["easy"] == per_tier["hard"] > 0
 

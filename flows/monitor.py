@@ -25,10 +25,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.retrain import retrain
 from flows.settings import flow_settings
+from sentinel_core.drift import DriftAlert
 from sentinel_core.settings import Settings
+from sentinel_core.slices import SliceEstimate
 from tasks.alerts import compare_estimates, emit_alert
 from tasks.estimate import estimate_slices, score_chunk
 from tasks.models import describe_champion
+from tasks.report import publish_monitor_report
 from tasks.store import (
     featurise_chunk,
     pull_recent_labelled,
@@ -74,10 +77,31 @@ def monitor(
             "none: run the retrain flow (or `sentinel train`), or pass bootstrap_champion=True"
         )
     previous = read_previous_run(settings.store_url, by)
-    after = None if previous is None else previous["watermark"]
+    after = None if previous is None else previous.watermark
     ids, watermark = pull_trace_ids(settings.store_url, after, max_traces)
     if not ids:
-        return {"flow_run_id": run_id, "n_traces": 0, "slices": [], "alerts": [], "report": []}
+        # A silent night is logged too (n_traces 0), so it cannot pass for a missing one;
+        # no monitor run is recorded in the store, so the watermark and the estimates the
+        # next night compares against stay those of the last night with traffic.
+        mlflow_run_id = log_monitor_run(
+            settings,
+            flow_run_id=run_id,
+            by=by,
+            model_version=champion["version"],
+            watermark=after,
+            slices=[],
+            alerts=[],
+            scored=[],
+        )
+        return {
+            "flow_run_id": run_id,
+            "mlflow_run_id": mlflow_run_id,
+            "model_version": champion["version"],
+            "n_traces": 0,
+            "slices": [],
+            "alerts": [],
+            "report": ["no new traces since the last run"],
+        }
     size = settings.monitor_chunk_size
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
     featurised = featurise_chunk.map(settings.store_url, chunks, unmapped(champion["feature_set"]))
@@ -98,7 +122,7 @@ def monitor(
             recent = score_chunk(settings, champion["version"], recent_ids, by)
     slices = estimate_slices(settings, scored, champion["calibration_error"], recent)
     alerts = compare_estimates(
-        [] if previous is None else previous["slices"], slices, settings.drift_min_drop
+        () if previous is None else previous.slices, slices, settings.drift_min_drop
     )
     events = [emit_alert(alert, flow_run_id=run_id, by=by) for alert in alerts]
     mlflow_run_id = log_monitor_run(
@@ -110,6 +134,15 @@ def monitor(
         slices=slices,
         alerts=alerts,
         scored=scored,
+    )
+    artifact = publish_monitor_report(
+        slices,
+        alerts,
+        by=by,
+        model_version=champion["version"],
+        n_traces=len(ids),
+        mlflow=f"{settings.tracking_uri} (run {mlflow_run_id})",
+        confidence=settings.confidence,
     )
     record_monitor_run(
         settings.store_url,
@@ -126,22 +159,23 @@ def monitor(
         "mlflow_run_id": mlflow_run_id,
         "model_version": champion["version"],
         "n_traces": len(ids),
-        "slices": slices,
-        "alerts": alerts,
+        "slices": [s.to_dict() for s in slices],
+        "alerts": [a.to_dict() for a in alerts],
         "events": events,
+        "artifact_id": artifact,
         "report": _report_lines(slices, alerts),
     }
 
 
-def _report_lines(slices: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> list[str]:
+def _report_lines(slices: list[SliceEstimate], alerts: list[DriftAlert]) -> list[str]:
     lines = [
-        f"{s['slice']}: {s['accuracy']:.3f} [{s['low']:.3f}, {s['high']:.3f}] n={s['n']} "
-        f"{s['method']}{' (too few)' if s['too_few'] else ''}"
+        f"{s.slice}: {s.accuracy:.3f} [{s.low:.3f}, {s.high:.3f}] n={s.n} "
+        f"{s.method}{' (too few)' if s.too_few else ''}"
         for s in slices
     ]
     lines += [
-        f"ALERT {a['slice']}: {a['previous']:.3f} -> {a['current']:.3f} "
-        f"(interval {a['current_low']:.3f}-{a['current_high']:.3f})"
+        f"ALERT {a.slice}: {a.previous:.3f} -> {a.current:.3f} "
+        f"(interval {a.current_low:.3f}-{a.current_high:.3f})"
         for a in alerts
     ]
     return lines

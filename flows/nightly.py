@@ -61,7 +61,9 @@ def nightly(
     # No new traffic tonight (or a rerun after the monitor step succeeded): rank the
     # slices by the last recorded run, so a crashed night's campaign still resumes.
     previous = None if monitored["slices"] else read_previous_run(settings.store_url, by)
-    slices = monitored["slices"] or ([] if previous is None else previous["slices"])
+    slices = monitored["slices"] or (
+        [] if previous is None else [s.to_dict() for s in previous.slices]
+    )
     if acquire and slices:
         acquired = acquire_flow(
             slices,

@@ -95,6 +95,20 @@ class SliceAllocation:
     available: int
     labels: int
 
+    @classmethod
+    def of(cls, priority: SlicePriority, *, available: int, labels: int) -> SliceAllocation:
+        """The allocation of ``labels`` to a ranked slice with ``available`` candidates."""
+        return cls(
+            slice=priority.slice,
+            rank=priority.rank,
+            score=priority.score,
+            accuracy=priority.accuracy,
+            low=priority.low,
+            high=priority.high,
+            available=int(available),
+            labels=int(labels),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PlanItem:
@@ -405,18 +419,7 @@ def plan(
         for j, stratum in zip(picked, strata, strict=True):
             row = idx[j]
             items.append(PlanItem(str(ids[row]), c.slice, float(p[row]), int(stratum)))
-        allocations.append(
-            SliceAllocation(
-                slice=c.slice,
-                rank=c.rank,
-                score=c.score,
-                accuracy=c.accuracy,
-                low=c.low,
-                high=c.high,
-                available=len(idx),
-                labels=int(k),
-            )
-        )
+        allocations.append(SliceAllocation.of(c, available=len(idx), labels=int(k)))
     return Plan(
         by=by,
         budget=float(budget),
@@ -475,18 +478,7 @@ def _plan_active(
                     population=int(idx.size),
                 )
             )
-        allocations.append(
-            SliceAllocation(
-                slice=c.slice,
-                rank=c.rank,
-                score=c.score,
-                accuracy=c.accuracy,
-                low=c.low,
-                high=c.high,
-                available=int(idx.size),
-                labels=k,
-            )
-        )
+        allocations.append(SliceAllocation.of(c, available=idx.size, labels=k))
     return Plan(
         by,
         budget,

@@ -44,7 +44,7 @@ count, and keep the slice's interval valid however the traces were picked:
    docs/labels.md); they matter little from a few tens of labels. With equal ``pi_i = n / N``,
    ``z_i = y_i - lam f_i`` and ``var_hat = (1 - n/N) s^2 / n``: the classical
    simple-random-sampling interval with its finite-population correction, and at
-   ``lam = 1`` exactly :func:`sentinel_core.slices.ppi_slice_interval` (which adds the
+   ``lam = 1`` exactly :func:`sentinel_core.intervals.ppi_slice_interval` (which adds the
    same two pseudo-residuals, see ``pseudo_residuals``). The interval is normal,
    ``theta_hat +- z_(1+confidence)/2 * sqrt(var_hat)``, clipped to what the labels
    already fix: ``[sum y_labelled / N, (sum y_labelled + N - n) / N]`` (inside [0, 1]).
@@ -324,7 +324,7 @@ def active_mean_interval(
             inverse-probability-weighted mean.
         confidence: nominal coverage, in (0, 1).
         pseudo_residuals: add two pseudo-residuals ``+-0.5`` to the variance (as
-            :func:`sentinel_core.slices.ppi_slice_interval` does), so that a few equal
+            :func:`sentinel_core.intervals.ppi_slice_interval` does), so that a few equal
             residuals cannot claim zero error; negligible once ``n`` is in the tens.
 
     Needs at least two labels, unless every trace is labelled (then the accuracy is

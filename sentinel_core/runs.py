@@ -16,6 +16,7 @@ and recomputes features that a trace lacks under the wanted feature set
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,23 @@ def _latest_runs(engine: Engine, slice_key: str, n: int) -> list[MonitorRun]:
                 .limit(n)
             ).all()
         )
+
+
+@dataclass(frozen=True)
+class PreviousRun:
+    """What the next monitor run needs of the last one: where it stopped, what it found."""
+
+    flow_run_id: str
+    watermark: Watermark | None
+    slices: tuple[SliceEstimate, ...]
+
+
+def previous_run(engine: Engine, *, slice_key: str) -> PreviousRun | None:
+    """The latest recorded run for ``slice_key`` as a :class:`PreviousRun`, or None."""
+    run = last_run(engine, slice_key=slice_key)
+    if run is None:
+        return None
+    return PreviousRun(run.flow_run_id, run.watermark(), tuple(run.estimates()))
 
 
 def last_run(engine: Engine, *, slice_key: str) -> MonitorRun | None:

@@ -17,7 +17,9 @@ same PPI estimate with the labelled responses taken from the slice's recent past
 instead of the new traffic, valid as long as the slice has not changed since.
 
 Every result is a :class:`SliceEstimate`; a slice with fewer than ``min_n`` responses
-is still reported, flagged ``too_few``.
+is still reported, flagged ``too_few``. The interval maths (PPI, Wilson, the active
+design's weighted PPI) lives in :mod:`sentinel_core.intervals`; this module decides
+which applies to a slice.
 """
 
 from __future__ import annotations
@@ -29,20 +31,22 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
-from sentinel_core.active import active_mean_interval
 from sentinel_core.errors import InvalidInputError
+from sentinel_core.intervals import (
+    active_slice_interval,
+    as_unit_vector,
+    ppi_mean_interval,
+    ppi_slice_interval,
+    z_of,
+)
 
 __all__ = [
     "MISSING_SLICE",
     "SliceEstimate",
-    "active_slice_interval",
     "check_slice_key",
     "estimate_slices",
     "estimate_slices_with_labels",
-    "ppi_mean_interval",
-    "ppi_slice_interval",
     "rectify_with_recent_labels",
 ]
 
@@ -120,28 +124,6 @@ def check_slice_key(metadata: Iterable[Any], key: str) -> tuple[int, int]:
             f"the {n} traces has it; keys they carry (traces): {keys}"
         )
     return missing, n
-
-
-def _as_vector(name: str, values: npt.ArrayLike, *, allow_nan: bool = False) -> FloatArray:
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{name} must be numeric, got {values!r:.80}") from exc
-    if array.ndim != 1:
-        raise InvalidInputError(f"{name} must be 1-D of shape (n,), got shape {array.shape}")
-    finite_or_nan = np.isfinite(array) | (np.isnan(array) if allow_nan else False)
-    present = array[~np.isnan(array)] if allow_nan else array
-    if not np.all(finite_or_nan) or np.any((present < 0.0) | (present > 1.0)):
-        what = "values in [0, 1] or NaN" if allow_nan else "finite values in [0, 1]"
-        bad = array[~finite_or_nan | (array < 0.0) | (array > 1.0)][:5].tolist()
-        raise InvalidInputError(f"{name} must hold {what}, got {bad}")
-    return array
-
-
-def _check_confidence(confidence: float) -> float:
-    if not 0.0 < confidence < 1.0:
-        raise InvalidInputError(f"confidence must lie in (0, 1), got {confidence!r}")
-    return float(stats.norm.ppf(0.5 + confidence / 2.0))
 
 
 def _check_options(calibration_error: float, n_boot: int, min_n: int) -> None:
@@ -235,7 +217,7 @@ def estimate_slices(
         min_n: slices with fewer responses are flagged ``too_few``.
         seed: seed of the resampling; slices are resampled in sorted-key order.
     """
-    p = _as_vector("probs", probs)
+    p = as_unit_vector("probs", probs)
     # Label-free is the labelled estimate of a slice without labels: one code path.
     return estimate_slices_with_labels(
         p,
@@ -247,119 +229,6 @@ def estimate_slices(
         min_n=min_n,
         seed=seed,
     )
-
-
-def _wilson_interval(y: FloatArray, confidence: float) -> tuple[float, float, float]:
-    """``mean(y)`` with the Wilson score interval (scipy's); ``y`` is 0/1 of shape ``(n,)``."""
-    successes = round(float(y.sum()))
-    if not np.all((y == 0.0) | (y == 1.0)):
-        raise InvalidInputError(f"a fully labelled slice needs 0/1 labels, got {np.unique(y)[:5]}")
-    ci = stats.binomtest(successes, y.size).proportion_ci(confidence, method="wilson")
-    return float(y.mean()), float(ci.low), float(ci.high)
-
-
-def _ppi_inputs(
-    pred_unlabelled: npt.ArrayLike, pred_labelled: npt.ArrayLike, y_labelled: npt.ArrayLike
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    p_u = _as_vector("pred_unlabelled", pred_unlabelled)
-    p_l = _as_vector("pred_labelled", pred_labelled)
-    y = _as_vector("y_labelled", y_labelled)
-    if p_l.shape != y.shape:
-        raise InvalidInputError(
-            "pred_labelled and y_labelled must be the same length, but pred_labelled is "
-            f"length {p_l.size} and y_labelled is length {y.size}"
-        )
-    return p_u, p_l, y
-
-
-def ppi_mean_interval(
-    pred_unlabelled: npt.ArrayLike,
-    pred_labelled: npt.ArrayLike,
-    y_labelled: npt.ArrayLike,
-    *,
-    confidence: float = 0.9,
-) -> tuple[float, float, float]:
-    """Prediction-powered estimate of a mean and its interval: ``(estimate, low, high)``.
-
-    ``estimate = mean(pred_unlabelled) + mean(y_labelled - pred_labelled)``, the
-    predictions' mean corrected by the labelled residual (Angelopoulos et al., 2023;
-    ``lam = 1`` in ``ppi_py``). The interval is normal: ``estimate +- z * se`` with
-    ``se^2 = var(pred_unlabelled) / N + var(y - pred_labelled) / n`` (``ddof=1``, where
-    ``ppi_py`` uses ``ddof=0``). With a single unlabelled response its variance is
-    estimated from all predictions, labelled ones included. Estimate and bounds are
-    clipped to [0, 1], the range of an accuracy.
-
-    When no response is unlabelled (``N == 0``) the slice is fully labelled: the
-    estimate is ``mean(y_labelled)`` with a Wilson interval, which needs one label;
-    otherwise at least two labels are needed to estimate the residual variance.
-
-    Args:
-        pred_unlabelled: ``P(correct)`` of unlabelled responses, shape ``(N,)``.
-        pred_labelled: ``P(correct)`` of labelled responses, shape ``(n,)``.
-        y_labelled: their labels in [0, 1], shape ``(n,)``.
-        confidence: interval coverage, in (0, 1).
-    """
-    z = _check_confidence(confidence)
-    p_u, p_l, y = _ppi_inputs(pred_unlabelled, pred_labelled, y_labelled)
-    if p_u.size == 0:
-        if y.size == 0:
-            raise InvalidInputError("a fully labelled slice needs at least 1 label, got 0")
-        return _wilson_interval(y, confidence)
-    if y.size < 2:
-        raise InvalidInputError(f"PPI needs at least 2 labelled responses, got {y.size}")
-    residual = y - p_l
-    if p_u.size >= 2:
-        var_unlabelled = float(np.var(p_u, ddof=1))
-    else:
-        var_unlabelled = float(np.var(np.concatenate([p_u, p_l]), ddof=1))
-    estimate = float(p_u.mean() + residual.mean())
-    se = float(np.sqrt(var_unlabelled / p_u.size + np.var(residual, ddof=1) / y.size))
-    low, high = np.clip([estimate - z * se, estimate + z * se], 0.0, 1.0)
-    return float(np.clip(estimate, 0.0, 1.0)), float(low), float(high)
-
-
-def ppi_slice_interval(
-    pred_unlabelled: npt.ArrayLike,
-    pred_labelled: npt.ArrayLike,
-    y_labelled: npt.ArrayLike,
-    *,
-    confidence: float = 0.9,
-) -> tuple[float, float, float]:
-    """A slice's accuracy from its labels and predictions: ``(estimate, low, high)``.
-
-    The target is the slice's own accuracy, the mean of ``y`` over its ``n = n_l + N``
-    responses, of which the ``n_l`` labelled ones are known exactly. Only the ``N``
-    unlabelled ones are estimated, prediction-powered: ``sum(y_u) ~ sum(p_u) + N *
-    mean(y_l - p_l)``; so ``estimate = (sum(y_l) + sum(p_u) + N * mean residual) / n``.
-    ``sum(p_u)`` is known, so the error is ``N * (mean res_u - mean res_l)``, with
-    ``se = (N / n) * sd(res) * sqrt(1 / N + 1 / n_l)`` (``ddof=1``, with two
-    pseudo-residuals of +-0.5 so that a handful of equal residuals cannot claim zero
-    error). Estimate and bounds are clipped to what the labels already fix:
-    ``[sum(y_l) / n, (sum(y_l) + N) / n]``. When most of a
-    slice is labelled this is far tighter and better centred than the mean of
-    :func:`ppi_mean_interval`, which targets the mean of an infinite population and
-    lets a single unlabelled response dominate a small slice.
-    Needs two labels and one unlabelled response; a fully labelled slice goes to
-    :func:`ppi_mean_interval` (Wilson).
-    """
-    z = _check_confidence(confidence)
-    p_u, p_l, y = _ppi_inputs(pred_unlabelled, pred_labelled, y_labelled)
-    if p_u.size == 0:
-        return ppi_mean_interval(p_u, p_l, y, confidence=confidence)
-    if y.size < 2:
-        raise InvalidInputError(f"PPI needs at least 2 labelled responses, got {y.size}")
-    n_u, n_l = p_u.size, y.size
-    n = n_u + n_l
-    residual = y - p_l
-    estimate = float((y.sum() + p_u.sum() + n_u * residual.mean()) / n)
-    # Plus-two variance: two pseudo-residuals +-0.5 (mean 0) keep a few identical
-    # residuals from claiming zero error; negligible once n_l is in the tens.
-    sd = float(np.std(np.concatenate([residual, [0.5, -0.5]]), ddof=1))
-    se = n_u / n * sd * float(np.sqrt(1.0 / n_u + 1.0 / n_l))
-    # Whatever the unlabelled responses turn out to be, the accuracy lies in these bounds.
-    floor, ceiling = y.sum() / n, (y.sum() + n_u) / n
-    low, high = np.clip([estimate - z * se, estimate + z * se], floor, ceiling)
-    return float(np.clip(estimate, floor, ceiling)), float(low), float(high)
 
 
 def estimate_slices_with_labels(
@@ -401,8 +270,8 @@ def estimate_slices_with_labels(
         population: per response, the size of the population that label was drawn
             from, NaN otherwise, shape ``(n,)``.
     """
-    p = _as_vector("probs", probs)
-    y = _as_vector("labels", labels, allow_nan=True)
+    p = as_unit_vector("probs", probs)
+    y = as_unit_vector("labels", labels, allow_nan=True)
     if y.shape != p.shape:
         raise InvalidInputError(
             f"probs and labels must be the same length, but probs is length {p.size} "
@@ -411,7 +280,7 @@ def estimate_slices_with_labels(
     pi = (
         np.full(p.shape, np.nan)
         if inclusion is None
-        else _as_vector("inclusion", inclusion, allow_nan=True)
+        else as_unit_vector("inclusion", inclusion, allow_nan=True)
     )
     pop = (
         np.full(p.shape, np.nan)
@@ -424,7 +293,7 @@ def estimate_slices_with_labels(
             f"{pi.size} and {pop.size}"
         )
     names, inverse = _group(slice_keys, p.size)
-    _check_confidence(confidence)
+    z_of(confidence)
     _check_options(calibration_error, n_boot, min_n)
     rng = np.random.default_rng(seed)
     results: list[SliceEstimate] = []
@@ -449,25 +318,15 @@ def estimate_slices_with_labels(
             continue
         active = _active_design(labelled, pi[in_slice], pop[in_slice])
         if active is not None:
+            method = "active"
             estimate, low, high = active_slice_interval(
                 p_slice, y_slice, active, pi[in_slice], confidence=confidence
             )
-            results.append(
-                SliceEstimate(
-                    slice=name,
-                    n=int(p_slice.size),
-                    accuracy=estimate,
-                    low=low,
-                    high=high,
-                    method="active",
-                    too_few=p_slice.size < min_n,
-                    n_labelled=n_labelled,
-                )
+        else:
+            method = "ppi" if n_labelled < p_slice.size else "wilson"
+            estimate, low, high = ppi_slice_interval(
+                p_slice[~labelled], p_slice[labelled], y_slice[labelled], confidence=confidence
             )
-            continue
-        estimate, low, high = ppi_slice_interval(
-            p_slice[~labelled], p_slice[labelled], y_slice[labelled], confidence=confidence
-        )
         results.append(
             SliceEstimate(
                 slice=name,
@@ -475,7 +334,7 @@ def estimate_slices_with_labels(
                 accuracy=estimate,
                 low=low,
                 high=high,
-                method="ppi" if n_labelled < p_slice.size else "wilson",
+                method=method,
                 too_few=p_slice.size < min_n,
                 n_labelled=n_labelled,
             )
@@ -495,44 +354,6 @@ def _active_design(
     if sizes.size != 1 or int(sizes[0]) != int(drawn_from.sum()) or labelled[drawn_from].all():
         return None
     return drawn_from
-
-
-def active_slice_interval(
-    p_correct: npt.ArrayLike,
-    labels: npt.ArrayLike,
-    drawn_from: npt.ArrayLike,
-    inclusion: npt.ArrayLike,
-    *,
-    confidence: float = 0.9,
-) -> tuple[float, float, float]:
-    """A slice's accuracy when an active campaign labelled part of it: ``(estimate, low, high)``.
-
-    The responses labelled by other means are known exactly; the rest, ``drawn_from``,
-    is the population the campaign sampled with probabilities ``inclusion``, estimated
-    by the inverse-probability-weighted PPI++ of :func:`sentinel_core.active.
-    active_mean_interval` (valid under the non-uniform pick). The two combine by their
-    sizes: ``(sum(y_known) + N_pop * theta_pop) / n``, the interval scaled alike.
-
-    Args:
-        p_correct: ``(n,)`` P(correct) of every response of the slice.
-        labels: ``(n,)`` labels in [0, 1], NaN where unlabelled.
-        drawn_from: ``(n,)`` bool, the campaign's population.
-        inclusion: ``(n,)`` inclusion probability of each sampled label (others unused).
-    """
-    p = _as_vector("p_correct", p_correct)
-    y = _as_vector("labels", labels, allow_nan=True)
-    pool = np.asarray(drawn_from, dtype=bool)
-    pi = np.nan_to_num(np.asarray(inclusion, dtype=np.float64), nan=0.0)
-    known = ~pool & ~np.isnan(y)
-    sampled = np.flatnonzero(~np.isnan(y[pool]))
-    population = active_mean_interval(
-        p[pool], pi[pool], sampled, y[pool][sampled], confidence=confidence
-    )
-    n, n_pop, known_sum = p.size, int(pool.sum()), float(y[known].sum())
-    scale = [
-        (known_sum + n_pop * v) / n for v in (population.estimate, population.low, population.high)
-    ]
-    return float(scale[0]), float(scale[1]), float(scale[2])
 
 
 def rectify_with_recent_labels(
@@ -580,15 +401,15 @@ def rectify_with_recent_labels(
             zero for the slice to be corrected; ``None`` (the default, as
             ``Settings.rectify_gate``) corrects every eligible slice.
     """
-    z_gate = None if gate is None else _check_confidence(gate)
+    z_gate = None if gate is None else z_of(gate)
     if window < 1 or min_labels < 2 or min_labels > window:
         raise InvalidInputError(
             f"expected 2 <= min_labels <= window, got min_labels={min_labels}, window={window}"
         )
-    p = _as_vector("probs", probs)
+    p = as_unit_vector("probs", probs)
     names, inverse = _group(slice_keys, p.size)
-    rp = _as_vector("recent_probs", recent_probs)
-    ry = _as_vector("recent_labels", recent_labels)
+    rp = as_unit_vector("recent_probs", recent_probs)
+    ry = as_unit_vector("recent_labels", recent_labels)
     if ry.shape != rp.shape:
         raise InvalidInputError(
             f"recent_probs and recent_labels must be the same length, got {rp.size} and {ry.size}"

@@ -9,13 +9,14 @@ retried emission carries the same id and the server keeps one event.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Sequence
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from sentinel_core.drift import compare_runs, estimates_from_dicts
+from sentinel_core.drift import DriftAlert, compare_runs
+from sentinel_core.slices import SliceEstimate
 
 #: Name of the Prefect event a drop raises; automations can match on it.
 DROP_EVENT = "sentinel.slice.accuracy-dropped"
@@ -24,24 +25,21 @@ _NAMESPACE = uuid.UUID("6f1c1a52-2f3e-4d8e-9b1e-5e2b7d0c9a11")
 
 @task(cache_policy=NO_CACHE)
 def compare_estimates(
-    previous: list[dict[str, Any]], current: list[dict[str, Any]], min_drop: float
-) -> list[dict[str, Any]]:
-    """Drift alerts (as dicts, largest drop first) between two runs' slice estimates."""
-    report = compare_runs(
-        estimates_from_dicts(previous), estimates_from_dicts(current), min_drop=min_drop
-    )
-    return [alert.to_dict() for alert in report.alerts]
+    previous: Sequence[SliceEstimate], current: Sequence[SliceEstimate], min_drop: float
+) -> list[DriftAlert]:
+    """Drift alerts (largest drop first) between two runs' slice estimates."""
+    return list(compare_runs(previous, current, min_drop=min_drop).alerts)
 
 
 @task(retries=3, retry_delay_seconds=2.0, cache_policy=NO_CACHE)
-def emit_alert(alert: dict[str, Any], *, flow_run_id: str, by: str) -> str:
+def emit_alert(alert: DriftAlert, *, flow_run_id: str, by: str) -> str:
     """Emit one drop as a Prefect event on resource ``sentinel.slice.<by>.<slice>``; its id."""
-    event_id = uuid.uuid5(_NAMESPACE, f"{flow_run_id}/{by}/{alert['slice']}")
+    event_id = uuid.uuid5(_NAMESPACE, f"{flow_run_id}/{by}/{alert.slice}")
     emit_event(
         event=DROP_EVENT,
         resource={
-            "prefect.resource.id": f"sentinel.slice.{by}.{alert['slice']}",
-            "prefect.resource.name": str(alert["slice"]),
+            "prefect.resource.id": f"sentinel.slice.{by}.{alert.slice}",
+            "prefect.resource.name": alert.slice,
         },
         related=[
             {
@@ -49,7 +47,7 @@ def emit_alert(alert: dict[str, Any], *, flow_run_id: str, by: str) -> str:
                 "prefect.resource.role": "flow-run",
             }
         ],
-        payload={**alert, "by": by},
+        payload={**alert.to_dict(), "by": by},
         id=event_id,
     )
     return str(event_id)

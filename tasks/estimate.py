@@ -13,7 +13,6 @@ depend on the store and the registry, which change between runs.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import numpy as np
 from prefect import task
@@ -23,6 +22,7 @@ from sentinel_core.ledger import inclusion_of
 from sentinel_core.monitoring import Scored, estimate_scored
 from sentinel_core.runs import load_rows
 from sentinel_core.settings import Settings
+from sentinel_core.slices import SliceEstimate
 from tasks.registry import ServedModel, load_version
 from tasks.store import engine_for
 
@@ -62,10 +62,9 @@ def estimate_slices(
     scored: list[Scored],
     calibration_error: float,
     recent: Scored | None = None,
-) -> list[dict[str, Any]]:
+) -> list[SliceEstimate]:
     """Every slice's estimate with its interval, lowest first (``estimate_scored``)."""
     every = Scored.concat(scored)
-    estimates = estimate_scored(
+    return estimate_scored(
         every, calibration_error=calibration_error, settings=settings, recent=recent
     )
-    return [e.to_dict() for e in estimates]

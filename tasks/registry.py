@@ -23,6 +23,16 @@ from sentinel_core.estimator import ATCClassifier, EntropyEstimator
 from sentinel_core.settings import Settings
 
 CHAMPION = "champion"
+#: The alias of the latest challenger the retrain flow registered (promoted or not).
+CHALLENGER = "challenger"
+#: What the registered model is, shown on its page in the MLflow UI.
+MODEL_DESCRIPTION = (
+    "Entropy Sentinel's estimator of P(correct) for an LLM response, from the 11-number "
+    "entropy profile of its top-20 token log-probabilities (feature names in each "
+    "version's tags). Alias 'champion': the version in service (moved only by the "
+    "promotion rule or an operator's --force, the reason on the version); alias "
+    "'challenger': the latest version the nightly retrain registered."
+)
 EXPERIMENT = "entropy-sentinel"
 #: Modules whose types skops may rebuild when loading the estimator; anything
 #: else found in a model file is refused.
@@ -224,9 +234,13 @@ def register_logged_model(
     can leave a version without its key.
     """
     import mlflow
+    from mlflow import MlflowClient
 
     configure(settings)
     version = mlflow.register_model(model_uri, settings.registered_model, tags=tags)
+    client = MlflowClient()
+    client.update_registered_model(settings.registered_model, description=MODEL_DESCRIPTION)
+    client.set_registered_model_alias(settings.registered_model, CHALLENGER, version.version)
     return str(version.version)
 
 

@@ -13,23 +13,24 @@ would be a wrong one.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
-from sentinel_core.drift import estimates_from_dicts
+from sentinel_core.drift import DriftAlert
 from sentinel_core.runs import (
+    PreviousRun,
     ensure_tables,
     featurise_missing,
-    last_run,
     last_run_trace_ids,
     new_trace_ids,
+    previous_run,
     recent_labelled_ids,
     record_run,
 )
 from sentinel_core.schema import Watermark
+from sentinel_core.slices import SliceEstimate
 from sentinel_core.store import open_store
 
 STORE_RETRIES = {"retries": 2, "retry_delay_seconds": 1.0, "cache_policy": NO_CACHE}
@@ -44,12 +45,9 @@ def engine_for(url: str) -> Engine:
 
 
 @task(**STORE_RETRIES)
-def read_previous_run(store_url: str, by: str) -> dict[str, Any] | None:
+def read_previous_run(store_url: str, by: str) -> PreviousRun | None:
     """The last successful monitor run for slice key ``by``: its watermark and estimates."""
-    run = last_run(engine_for(store_url), slice_key=by)
-    if run is None:
-        return None
-    return {"flow_run_id": run.flow_run_id, "watermark": run.watermark(), "slices": run.slices}
+    return previous_run(engine_for(store_url), slice_key=by)
 
 
 @task(**STORE_RETRIES)
@@ -87,8 +85,8 @@ def record_monitor_run(
     watermark: Watermark | None,
     n_traces: int,
     model_version: str,
-    slices: list[dict[str, Any]],
-    alerts: list[dict[str, Any]],
+    slices: list[SliceEstimate],
+    alerts: list[DriftAlert],
 ) -> int:
     """Store the finished run and its watermark (last step of a run); the row id."""
     run = record_run(
@@ -98,7 +96,7 @@ def record_monitor_run(
         watermark=watermark,
         n_traces=n_traces,
         model_version=model_version,
-        estimates=estimates_from_dicts(slices),
-        alerts=alerts,
+        estimates=slices,
+        alerts=[alert.to_dict() for alert in alerts],
     )
     return int(run.id or 0)

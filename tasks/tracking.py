@@ -22,6 +22,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from sentinel_core.drift import DriftAlert
 from sentinel_core.estimator import ATCClassifier, EntropyEstimator
 from sentinel_core.features import FEATURE_SET_VERSION
 from sentinel_core.monitoring import Scored
@@ -29,6 +30,7 @@ from sentinel_core.promotion import Decision, HeldOutScores
 from sentinel_core.recipe import Recipe
 from sentinel_core.schema import Watermark
 from sentinel_core.settings import Settings
+from sentinel_core.slices import SliceEstimate
 from tasks.charts import estimate_vs_truth_chart, reliability_chart, slice_chart
 from tasks.registry import EXPERIMENT, configure, log_estimator
 
@@ -92,8 +94,8 @@ def log_monitor_run(
     by: str,
     model_version: str,
     watermark: Watermark | None,
-    slices: list[dict[str, Any]],
-    alerts: list[dict[str, Any]],
+    slices: list[SliceEstimate],
+    alerts: list[DriftAlert],
     scored: list[Scored],
 ) -> str:
     """One MLflow run per monitor run: params, metrics, slice table, charts; its run id."""
@@ -108,12 +110,12 @@ def log_monitor_run(
         "n_slices": float(len(slices)),
         "n_alerts": float(len(alerts)),
         "n_labelled": float(labelled.sum()),
-        "mean_p_correct": float(p.mean()),
+        "mean_p_correct": float(p.mean()) if p.size else float("nan"),
     }
     for s in slices:
-        metrics[f"slice/{s['slice']}/accuracy"] = s["accuracy"]
-        metrics[f"slice/{s['slice']}/low"] = s["low"]
-        metrics[f"slice/{s['slice']}/high"] = s["high"]
+        metrics[f"slice/{s.slice}/accuracy"] = s.accuracy
+        metrics[f"slice/{s.slice}/low"] = s.low
+        metrics[f"slice/{s.slice}/high"] = s.high
     params = {
         "slice_key": by,
         "model_version": model_version,
@@ -123,16 +125,21 @@ def log_monitor_run(
         "min_slice_n": settings.min_slice_n,
     }
     _log(client, run_id, params, metrics)
-    table = pd.DataFrame(slices)
-    table["observed"] = table["slice"].map(observed)
+    rows = [s.to_dict() for s in slices]
+    table = pd.DataFrame(rows)
+    if rows:
+        table["observed"] = table["slice"].map(observed)
     client.log_text(run_id, table.to_csv(index=False), "slices.csv")
-    client.log_dict(run_id, {"alerts": alerts}, "alerts.json")
-    _log_figure(
-        client,
-        run_id,
-        slice_chart(slices, observed, title=f"accuracy by {by} (model v{model_version})"),
-        "charts/slices.png",
-    )
+    client.log_dict(run_id, {"alerts": [a.to_dict() for a in alerts]}, "alerts.json")
+    if not rows:  # a night without new traffic: the run says so, with no table to draw
+        client.set_tag(run_id, "sentinel_note", "no new traces since the last run")
+    else:
+        _log_figure(
+            client,
+            run_id,
+            slice_chart(rows, observed, title=f"accuracy by {by} (model v{model_version})"),
+            "charts/slices.png",
+        )
     if labelled.any():
         _log_figure(
             client, run_id, reliability_chart(p[labelled], y[labelled]), "charts/reliability.png"

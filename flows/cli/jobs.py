@@ -13,13 +13,14 @@ from flows.cli.data import run_verify
 from flows.cli.model import print_estimates, run_train
 from labeling.campaign import LabelerKind
 from sentinel_core.acquisition import Unit
-from sentinel_core.errors import MissingStoreError
+from sentinel_core.errors import MissingStoreError, SentinelError
 from sentinel_core.settings import Settings
 
 
 @app.command()
 def demo(ctx: typer.Context, db: DbOption = None) -> None:
-    """The main job on the embedded defaults: ingest the shipped real traces, train, estimate."""
+    """The short path (the main job is `sentinel nightly --sample`): ingest the shipped real
+    traces, verify, train, estimate."""
     from sentinel_core.corpus import iter_sample_records
     from sentinel_core.ingest import ingest_records
 
@@ -54,13 +55,25 @@ def nightly(
         str | None, typer.Option(help="Idempotency key of the night (default: UTC date).")
     ] = None,
     seed_sample: Annotated[
-        bool, typer.Option(help="Seed an empty store with the shipped real traces.")
-    ] = True,
+        bool,
+        typer.Option(
+            "--sample/--no-sample",
+            help="Seed an EMPTY store with the shipped real traces (a demo); never done "
+            "unless asked, so a new production store stays empty.",
+        ),
+    ] = False,
 ) -> None:
     """The whole loop once: monitor, acquire labels, retrain (Prefect, ephemeral by default)."""
     check_budget(budget)
     settings = settings_of(ctx, db)
-    check_by(_nightly_metadata(settings, seed_sample=seed_sample), by)
+    metadata = _nightly_metadata(settings, seed_sample=seed_sample)
+    if not metadata:
+        raise SentinelError(
+            f"expected traces in the store {settings.store_url}, got none: ingest traffic "
+            "first (sentinel ingest, sentinel collect or sentinel proxy), or pass --sample "
+            "to seed the shipped sample of real traces"
+        )
+    check_by(metadata, by)
     engine = engine_of(settings)
     if seed_sample:
         _seed_sample(settings, engine)

@@ -237,7 +237,7 @@ def test_sentinel_nightly_runs_the_whole_loop_on_the_embedded_defaults(tmp_path:
         "SENTINEL_N_BOOTSTRAP": "200",
     }
     done = subprocess.run(
-        [SENTINEL, "nightly", "--budget", "12", "--key", "night-1"],
+        [SENTINEL, "nightly", "--sample", "--budget", "12", "--key", "night-1"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -246,7 +246,7 @@ def test_sentinel_nightly_runs_the_whole_loop_on_the_embedded_defaults(tmp_path:
     assert "accuracy by benchmark" in done.stdout
     assert f"MLflow: sqlite:///{tmp_path / '.sentinel' / 'mlflow.db'}" in done.stdout
     again = subprocess.run(
-        [SENTINEL, "nightly", "--budget", "12", "--key", "night-1"],
+        [SENTINEL, "nightly", "--sample", "--budget", "12", "--key", "night-1"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]

@@ -121,8 +121,22 @@ def test_nightly_checks_every_option_before_seeding_anything(
     args: list[str],
     needles: list[str],
 ) -> None:
-    one_line_error(sentinel(monkeypatch, capsys, "nightly", "--key", "n1", *args), *needles)
+    one_line_error(
+        sentinel(monkeypatch, capsys, "nightly", "--key", "n1", "--sample", *args), *needles
+    )
     # Not seeded, no MLflow run or model: the home holds nothing at all.
+    assert list(home.home.iterdir()) == []
+
+
+def test_nightly_on_an_empty_store_seeds_nothing_unless_asked(
+    home: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one_line_error(
+        sentinel(monkeypatch, capsys, "nightly", "--key", "n1"),
+        "expected traces in the store",
+        "got none",
+        "--sample",
+    )
     assert list(home.home.iterdir()) == []
 
 

@@ -49,6 +49,20 @@ def test_a_first_run_estimates_every_slice_and_logs_a_tagged_mlflow_run(corpus_e
     table = pd.read_csv(client.download_artifacts(run.info.run_id, "slices.csv"))
     assert len(table) == 14
     assert table["observed"].notna().all()
+    # Where the operator looks (issue 17): the slice table as a Prefect artifact.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as prefect:
+        found = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["monitor-benchmark"]))
+        )
+    artifact = next(a for a in found if str(a.id) == report["artifact_id"])
+    assert str(artifact.id) == report["artifact_id"]
+    assert artifact.type == "markdown"
+    assert "| olympiadbench |" in str(artifact.data)
+    assert f"{total} new traces" in str(artifact.data)
+    assert report["mlflow_run_id"] in str(artifact.data)
 
 
 def test_a_rerun_without_new_traces_covers_nothing_and_keeps_the_watermark(
@@ -58,6 +72,11 @@ def test_a_rerun_without_new_traces_covers_nothing_and_keeps_the_watermark(
     before = _run(corpus_env)
     again = monitor(**corpus_env.kwargs())
     assert again["n_traces"] == 0
+    # The silent night is logged in MLflow all the same (issue 17), with what it saw.
+    silent = corpus_env.client().get_run(again["mlflow_run_id"])
+    assert silent.data.metrics["n_traces"] == 0
+    assert silent.data.tags["sentinel_note"] == "no new traces since the last run"
+    assert again["report"] == ["no new traces since the last run"]
     after = _run(corpus_env)
     assert after.id == before.id
     assert after.watermark() == before.watermark()

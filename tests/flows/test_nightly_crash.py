@@ -99,7 +99,7 @@ def test_nightly_killed_three_times_then_rerun_spends_once_registers_once(
         "SENTINEL_JUDGE_PRICE_OUTPUT_PER_MTOK": "600",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    command = [SENTINEL, "nightly", "--labeler", "judge", "--unit", "usd"]
+    command = [SENTINEL, "nightly", "--sample", "--labeler", "judge", "--unit", "usd"]
     command += ["--budget", "4", "--key", KEY]
 
     def start() -> subprocess.Popen[bytes]:

@@ -140,7 +140,7 @@ def test_prefect_reports_from_a_terminal_only_when_telemetry_is_switched_on(
 
 def test_sentinel_nightly_opens_no_connection_outside_the_loopback(tmp_path: Path) -> None:
     status, stdout, shown = on_a_terminal(
-        [SENTINEL, "nightly", "--budget", "12", "--key", "night-1"],
+        [SENTINEL, "nightly", "--sample", "--budget", "12", "--key", "night-1"],
         env=hooked_env(tmp_path), cwd=tmp_path, timeout=900,
     )  # fmt: skip
     output = stdout + shown

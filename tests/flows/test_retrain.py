@@ -39,6 +39,10 @@ def test_a_first_retrain_registers_and_promotes_the_challenger(corpus_env: Env) 
     assert version.tags["promotion"] == "promoted"
     assert "no champion in service" in version.tags["promotion_reason"]
     assert len(version.tags[IDEMPOTENCY_TAG]) == 64
+    # Issue 17: the newest registered version is also the challenger; both read alone.
+    assert client.get_model_version_by_alias(MODEL, "challenger").version == version.version
+    assert "P(correct)" in client.get_registered_model(MODEL).description
+    assert version.description.startswith("promoted: ")
     run = client.get_run(report["mlflow_run_id"])
     assert run.data.tags["sentinel_kind"] == "retrain"
     assert len(run.data.tags["prefect_flow_run_id"]) == 36

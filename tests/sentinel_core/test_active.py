@@ -26,7 +26,7 @@ from sentinel_core.active import (
     sampling_probabilities,
 )
 from sentinel_core.errors import InvalidInputError
-from sentinel_core.slices import ppi_slice_interval
+from sentinel_core.intervals import ppi_slice_interval
 
 Z90 = float(stats.norm.ppf(0.95))
 

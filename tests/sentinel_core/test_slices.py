@@ -18,12 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentinel_core.errors import InvalidInputError
+from sentinel_core.intervals import ppi_mean_interval, ppi_slice_interval
 from sentinel_core.slices import (
     SliceEstimate,
     estimate_slices,
     estimate_slices_with_labels,
-    ppi_mean_interval,
-    ppi_slice_interval,
     rectify_with_recent_labels,
 )
 

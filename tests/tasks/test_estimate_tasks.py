@@ -61,11 +61,11 @@ def test_slices_are_estimated_over_every_chunk(served: tuple[Settings, str, list
     settings, version, ids = served
     chunks = [score_chunk.fn(settings, version, ids[i : i + 50], "benchmark") for i in (0, 50, 100)]
     slices = estimate_slices.fn(settings, chunks, 0.05)
-    assert sum(s["n"] for s in slices) == len(ids[:150])
-    assert {s["slice"] for s in slices} == set(Scored.concat(chunks).slice.tolist())
-    accuracies = [s["accuracy"] for s in slices]
+    assert sum(s.n for s in slices) == len(ids[:150])
+    assert {s.slice for s in slices} == set(Scored.concat(chunks).slice.tolist())
+    accuracies = [s.accuracy for s in slices]
     assert accuracies == sorted(accuracies)  # lowest first
-    assert all(s["low"] <= s["accuracy"] <= s["high"] for s in slices)
+    assert all(s.low <= s.accuracy <= s.high for s in slices)
     assert estimate_slices.fn(settings, [], 0.05) == []
 
 
@@ -83,7 +83,7 @@ def test_recent_labels_correct_only_the_slices_they_disagree_with(tmp_path: Path
     def methods(**options: float) -> dict[str, str]:
         settings = Settings(home=tmp_path, n_bootstrap=100, **options)
         rows = estimate_slices.fn(settings, [new], 0.0, recent=recent)
-        return {row["slice"]: row["method"] for row in rows}
+        return {row.slice: row.method for row in rows}
 
     assert methods(rectify_gate=0.95) == {"biased": "ppi_recent", "right": "bootstrap"}
     assert methods() == {"biased": "ppi_recent", "right": "ppi_recent"}  # no gate by default

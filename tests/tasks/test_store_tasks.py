@@ -12,6 +12,7 @@ from sentinel_core.corpus import iter_sample_records
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION
 from sentinel_core.ingest import ingest_records
 from sentinel_core.schema import FeatureRow
+from sentinel_core.slices import SliceEstimate
 from sentinel_core.store import open_store
 from tasks.store import (
     engine_for,
@@ -44,18 +45,7 @@ def test_a_recorded_run_is_the_previous_run_and_recording_it_again_changes_nothi
     url = _store(tmp_path)
     assert read_previous_run.fn(url, "benchmark") is None
     ids, mark = pull_trace_ids.fn(url, None, None)
-    slices = [
-        {
-            "slice": "a",
-            "n": 3,
-            "accuracy": 0.5,
-            "low": 0.1,
-            "high": 0.9,
-            "method": "bootstrap",
-            "too_few": True,
-            "n_labelled": 0,
-        }
-    ]
+    slices = [SliceEstimate("a", 3, 0.5, 0.1, 0.9, "bootstrap", True)]
     kwargs = {
         "flow_run_id": "run-1",
         "by": "benchmark",
@@ -70,8 +60,9 @@ def test_a_recorded_run_is_the_previous_run_and_recording_it_again_changes_nothi
     previous = read_previous_run.fn(url, "benchmark")
     assert first == again
     assert previous is not None
-    assert previous["watermark"] == mark
-    assert previous["slices"] == slices
+    assert previous.watermark == mark
+    assert previous.slices == tuple(slices)
+    assert previous.flow_run_id == "run-1"
     assert read_previous_run.fn(url, "topic") is None
 
 

@@ -90,10 +90,14 @@ def test_a_recipe_key_names_its_options_and_a_typo_is_refused(settings: Settings
         Recipe("lr_11d", "platt")  # type: ignore[arg-type]
 
 
-def test_comparing_two_runs_returns_alert_dicts() -> None:
-    row = {"n": 100, "method": "bootstrap", "too_few": False, "n_labelled": 0}
-    previous = [{"slice": "a", "accuracy": 0.9, "low": 0.85, "high": 0.95, **row}]
-    current = [{"slice": "a", "accuracy": 0.5, "low": 0.45, "high": 0.55, **row}]
+def test_comparing_two_runs_returns_typed_alerts() -> None:
+    from sentinel_core.drift import DriftAlert
+    from sentinel_core.slices import SliceEstimate
+
+    previous = [SliceEstimate("a", 100, 0.9, 0.85, 0.95, "bootstrap", False)]
+    current = [SliceEstimate("a", 100, 0.5, 0.45, 0.55, "bootstrap", False)]
     alerts = compare_estimates.fn(previous, current, 0.0)
-    assert [a["slice"] for a in alerts] == ["a"]
+    assert [a.slice for a in alerts] == ["a"]
+    assert isinstance(alerts[0], DriftAlert)
+    assert alerts[0].drop == pytest.approx(0.4)
     assert compare_estimates.fn(previous, previous, 0.0) == []

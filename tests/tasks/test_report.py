@@ -1,0 +1,30 @@
+"""The night's report as the Prefect UI shows it."""
+
+from __future__ import annotations
+
+from sentinel_core.drift import DriftAlert
+from sentinel_core.slices import SliceEstimate
+from tasks.report import artifact_key, monitor_markdown
+
+
+def test_an_artifact_key_is_made_of_what_prefect_accepts() -> None:
+    assert artifact_key("monitor", "benchmark") == "monitor-benchmark"
+    assert artifact_key("monitor", "Customer ID/EU") == "monitor-customer-id-eu"
+
+
+def test_the_markdown_lists_alerts_first_then_every_slice_with_its_interval() -> None:
+    slices = [
+        SliceEstimate("r1", 40, 0.21, 0.05, 0.37, "ppi_recent", False, 12),
+        SliceEstimate("r2", 12, 0.80, 0.60, 0.95, "bootstrap", True),
+    ]
+    alert = DriftAlert("r1", 0.62, 0.21, 0.05, 0.37, 0.41, 32, 40, "ppi_recent")
+    text = monitor_markdown(
+        slices, [alert], by="route", model_version="7", n_traces=52,
+        mlflow="sqlite:///m.db (run abc)", confidence=0.9,
+    )  # fmt: skip
+    assert text.index("## Alerts") < text.index("| slice |")
+    assert "**r1** dropped 0.620 -> 0.210 (interval 0.050-0.370)" in text
+    assert "| r1 | 40 | 0.210 | 0.050 | 0.370 | ppi_recent | 12 |  |" in text
+    assert "| r2 | 12 | 0.800 | 0.600 | 0.950 | bootstrap | 0 | too few |" in text
+    assert "52 new traces, estimator version 7, intervals at confidence 0.9" in text
+    assert "ppi_recent = " in text  # the legend

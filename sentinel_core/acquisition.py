@@ -174,7 +174,8 @@ class Plan:
         )
 
     def summary_lines(self) -> list[str]:
-        """Human-readable lines: the budget, then one line per chosen slice."""
+        """Human-readable lines: the budget, one line per chosen slice, then why any of
+        the budget stays unplanned and what the score means."""
         price = f" at {self.cost_per_label:g} usd per label" if self.unit == "usd" else ""
         lines = [
             f"plan by {self.by} ({self.design} design): {self.n_labels} labels for a budget "
@@ -185,6 +186,24 @@ class Plan:
                 f"  #{s.rank} {s.slice}: estimate {s.accuracy:.3f} [{s.low:.3f}, {s.high:.3f}], "
                 f"score {s.score:.3f}, {s.labels} of {s.available} unlabelled"
             )
+        affordable = labels_affordable(
+            self.budget, unit=self.unit, cost_per_label=self.cost_per_label
+        )
+        if self.n_labels < affordable:
+            where = (
+                "every slice's unlabelled responses are planned"
+                if self.design == "active"
+                else f"the {len(self.slices)} most urgent slices (max_slices) have no more "
+                "unlabelled responses"
+            )
+            lines.append(
+                f"  unplanned: {affordable - self.n_labels} of the {affordable} labels the "
+                f"budget buys, because {where}; the rest of the budget stays unspent"
+            )
+        lines.append(
+            "  score: the ranking rule, share^0.5 x (1 - estimate + 0.5 x interval width): "
+            "weak, uncertain and busy slices first (docs/labeling.md)"
+        )
         return lines
 
 

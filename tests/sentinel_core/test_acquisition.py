@@ -278,3 +278,17 @@ def test_a_plan_stored_before_the_active_design_reads_back_as_a_priority_plan() 
             cost_per_label=0.0,
             design="activ",
         )  # type: ignore[arg-type]
+
+
+def test_a_plan_says_why_part_of_its_budget_stays_unplanned_and_what_the_score_is() -> None:
+    estimates, ids, keys, p = _traffic()
+    done = keys != "c"  # only slice c (40 responses) has anything left to label
+    options = {"by": "route", "budget": 50, "unit": "labels", "cost_per_label": 0.0}
+    for design in ("active", "priority"):
+        lines = plan(estimates, ids, keys, p, done, design=design, **options).summary_lines()  # type: ignore[arg-type]
+        unplanned = [line for line in lines if "unplanned" in line]
+        assert len(unplanned) == 1, lines  # one line, saying how many and why
+        assert "10 of the 50 labels the budget buys" in unplanned[0]
+        assert "score: the ranking rule" in lines[-1]
+    full = plan(estimates, ids, keys, p, np.zeros(ids.size, bool), design="active", **options)  # type: ignore[arg-type]
+    assert not any("unplanned" in line for line in full.summary_lines())

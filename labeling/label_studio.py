@@ -60,11 +60,24 @@ PROMPT_NOT_STORED = "(prompt not stored)"
 PAGE_SIZE = 100
 IMPORT_CHUNK = 500
 
+INSTRUCTIONS: Final = (
+    "Mark the response correct when its final answer (often in \\boxed{}) matches the "
+    "reference answer: the same value or option, whatever its format or units. Mark it "
+    "incorrect when the final answer differs, is missing or the response was cut off. "
+    "Judge the final answer, not the reasoning. Skip when you cannot tell."
+)
+"""What an annotator is asked, shown above every task and as the project's instructions."""
+
 LABEL_CONFIG = f"""<View>
+  <Header value="{INSTRUCTIONS}" size="6"/>
   <Header value="Question"/>
   <Text name="question" value="$question"/>
+  <Header value="Reference answer"/>
+  <Text name="reference" value="$reference"/>
   <Header value="Response"/>
-  <Text name="response" value="$response"/>
+  <View style="white-space: pre-wrap; font-family: monospace;">
+    <Text name="response" value="$response"/>
+  </View>
   <View style="display: flex; gap: 2em; color: #666;">
     <View>
       <Header value="Estimated P(correct)" size="6"/>
@@ -85,7 +98,12 @@ LABEL_CONFIG = f"""<View>
 </View>
 """
 """The project's labeling interface. Task data: ``trace_id``, ``question``,
-``response``, ``p_correct`` and ``slice`` (the last two as display strings)."""
+``reference``, ``response``, ``p_correct`` and ``slice`` (the last two as display
+strings); the response keeps its line breaks."""
+
+#: Which P(correct) annotators see (``Settings.label_studio_show_p_correct``).
+ShowP = Literal["hidden", "binned", "exact"]
+NO_REFERENCE = "(no reference answer)"
 
 
 class TaskData(BaseModel):
@@ -95,20 +113,51 @@ class TaskData(BaseModel):
 
     trace_id: str = Field(min_length=1)
     question: str = PROMPT_NOT_STORED
+    reference: str = NO_REFERENCE
     response: str = ""
     p_correct: str = "not estimated"
     slice: str = "(no slice)"
 
     @classmethod
-    def of(cls, request: LabelRequest) -> TaskData:
-        """The task data shown for ``request``."""
+    def of(cls, request: LabelRequest, *, show_p: ShowP = "exact") -> TaskData:
+        """The task data shown for ``request``, its P(correct) as ``show_p`` says."""
         return cls(
             trace_id=request.trace_id,
             question=request.question if request.question else PROMPT_NOT_STORED,
+            reference=request.reference if request.reference else NO_REFERENCE,
             response=request.response_text,
-            p_correct="not estimated" if request.p_correct is None else f"{request.p_correct:.3f}",
+            p_correct=shown_p(request.p_correct, show_p),
             slice=request.slice or "(no slice)",
         )
+
+
+def shown_p(p_correct: float | None, show_p: ShowP) -> str:
+    """P(correct) as annotators see it: hidden, a bin, or three decimals."""
+    if p_correct is None:
+        return "not estimated"
+    if show_p == "hidden":
+        return "hidden (so it does not anchor your verdict)"
+    if show_p == "binned":
+        return "low" if p_correct < 1 / 3 else "medium" if p_correct < 2 / 3 else "high"
+    return f"{p_correct:.3f}"
+
+
+def prediction(p_correct: float, *, model_version: str) -> dict[str, Any]:
+    """A Label Studio prediction of the verdict with ``score`` = P(correct), so the Data
+    Manager can sort and filter tasks by it (annotators do not see predictions: the
+    project is created with ``show_collab_predictions`` off)."""
+    return {
+        "model_version": model_version,
+        "score": float(p_correct),
+        "result": [
+            {
+                "from_name": CHOICE_NAME,
+                "to_name": "response",
+                "type": "choices",
+                "value": {"choices": [CORRECT if p_correct >= 0.5 else INCORRECT]},
+            }
+        ],
+    }
 
 
 class _RawResult(BaseModel):
@@ -248,6 +297,8 @@ class LabelStudioLabeler:
         project_title: str,
         price_per_label: float,
         timeout_s: float = 30.0,
+        show_p: ShowP = "hidden",
+        model_version: str = "entropy-sentinel",
     ) -> None:
         if not api_key:
             raise LabelingError(
@@ -261,6 +312,8 @@ class LabelStudioLabeler:
         self.url = url.rstrip("/")
         self.project_title = project_title
         self.price_per_label = float(price_per_label)
+        self.show_p: ShowP = show_p
+        self.model_version = model_version
         self._project_id: int | None = None
         # Ours, so that close() can close it (the SDK never closes the one it makes).
         self._http = httpx.Client(timeout=timeout_s, follow_redirects=True)
@@ -289,6 +342,8 @@ class LabelStudioLabeler:
             api_key=key.get_secret_value(),
             project_title=settings.label_studio_project,
             price_per_label=settings.label_studio_price_per_label,
+            show_p=settings.label_studio_show_p_correct,
+            model_version=settings.registered_model,
         )
 
     def close(self) -> None:
@@ -339,6 +394,9 @@ class LabelStudioLabeler:
                     title=self.project_title,
                     label_config=LABEL_CONFIG,
                     description="Entropy Sentinel: is each LLM response correct?",
+                    expert_instruction=INSTRUCTIONS,
+                    show_instruction=True,
+                    show_collab_predictions=False,
                     show_skip_button=True,
                     maximum_annotations=1,
                 ),
@@ -360,15 +418,28 @@ class LabelStudioLabeler:
             return 0
         project = self.project_id()
         present = self.existing_trace_ids()
-        new: dict[str, TaskData] = {}
+        new: dict[str, LabelRequest] = {}
         for request in requests:
             if request.trace_id not in present and request.trace_id not in new:
-                new[request.trace_id] = TaskData.of(request)
+                new[request.trace_id] = request
         items = list(new.values())
         imported = 0
         for start in range(0, len(items), IMPORT_CHUNK):
             chunk = items[start : start + IMPORT_CHUNK]
-            payload = [ImportApiRequest(data=item.model_dump()) for item in chunk]
+            # model_construct: the SDK's generated model requires each prediction's
+            # ``task``, which the import API itself fills in (predictions ride along with
+            # their task in the one import, so no task is ever left without its score).
+            payload = [
+                ImportApiRequest.model_construct(
+                    data=TaskData.of(item, show_p=self.show_p).model_dump(),
+                    predictions=(
+                        []
+                        if item.p_correct is None
+                        else [prediction(item.p_correct, model_version=self.model_version)]
+                    ),
+                )
+                for item in chunk
+            ]
             response = self._call(
                 f"an import of {len(chunk)} tasks into project {project}",
                 partial(

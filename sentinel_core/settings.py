@@ -143,6 +143,14 @@ class Settings(BaseSettings):
     label_studio_price_per_label: float = Field(
         default=0.5, ge=0.0, description="USD paid per human annotation in Label Studio."
     )
+    label_studio_show_p_correct: Literal["hidden", "binned", "exact"] = Field(
+        default="hidden",
+        description=(
+            "What annotators see of the estimator's P(correct): 'hidden' (the default: a "
+            "number beside the response anchors the verdict), 'binned' (low/medium/high) or "
+            "'exact'. The Data Manager can sort by the prediction score in every case."
+        ),
+    )
     label_studio_poll_s: float = Field(
         default=5.0, gt=0.0, le=3600.0, description="Seconds between polls for new annotations."
     )

@@ -62,6 +62,7 @@ def _requests(*trace_ids: str) -> list[LabelRequest]:
             trace_id=trace_id,
             response_text=f"The answer is \\boxed{{{i}}}.",
             question=None if i % 2 else f"What is {i}?",
+            reference=None if i % 2 else str(i),
             p_correct=0.5 + i / 100,
             slice="math/easy",
         )
@@ -161,11 +162,37 @@ def test_submitted_tasks_carry_the_trace_id_question_response_p_correct_and_slic
     assert data["a"] == {
         "trace_id": "a",
         "question": "What is 0?",
+        "reference": "0",
         "response": "The answer is \\boxed{0}.",
-        "p_correct": "0.500",
+        "p_correct": "hidden (so it does not anchor your verdict)",
         "slice": "math/easy",
     }
     assert data["b"]["question"] == PROMPT_NOT_STORED
+    assert data["b"]["reference"] == "(no reference answer)"
+    # Every task carries the estimator's P(correct) as a prediction score (the Data
+    # Manager sorts by it), with the model version; annotators are not shown predictions.
+    project = sdk.projects.get(id=labeler.project_id())
+    assert project.show_collab_predictions is False
+    assert project.show_instruction is True
+    tasks = sdk.tasks.list(project=labeler.project_id(), fields="all", page_size=100)
+    scores = {t.data["trace_id"]: t.predictions for t in tasks.items or []}
+    (a_prediction,) = scores["a"]
+    as_dict = a_prediction if isinstance(a_prediction, dict) else a_prediction.dict()
+    assert as_dict["score"] == pytest.approx(0.5)
+    assert as_dict["model_version"] == "entropy-sentinel"
+    (b_prediction,) = scores["b"]
+    b_dict = b_prediction if isinstance(b_prediction, dict) else b_prediction.dict()
+    assert b_dict["score"] == pytest.approx(0.51)
+
+
+def test_annotators_see_p_correct_hidden_binned_or_exact_as_the_settings_say() -> None:
+    request = LabelRequest(trace_id="t", response_text="r", p_correct=0.2, reference="42")
+    assert TaskData.of(request, show_p="hidden").p_correct.startswith("hidden")
+    assert TaskData.of(request, show_p="binned").p_correct == "low"
+    assert TaskData.of(request, show_p="exact").p_correct == "0.200"
+    assert TaskData.of(request).reference == "42"
+    high = LabelRequest(trace_id="t", response_text="r", p_correct=0.9)
+    assert TaskData.of(high, show_p="binned").p_correct == "high"
 
 
 @pytest.mark.services

@@ -432,11 +432,7 @@ class LabelStudioLabeler:
             payload = [
                 ImportApiRequest.model_construct(
                     data=TaskData.of(item, show_p=self.show_p).model_dump(),
-                    predictions=(
-                        []
-                        if item.p_correct is None
-                        else [prediction(item.p_correct, model_version=self.model_version)]
-                    ),
+                    predictions=self._predictions(item),
                 )
                 for item in chunk
             ]
@@ -457,6 +453,12 @@ class LabelStudioLabeler:
                 )
             imported += len(chunk)
         return imported
+
+    def _predictions(self, request: LabelRequest) -> list[Any]:
+        """The task's prediction (plain dicts: the import API fills in each ``task``)."""
+        if request.p_correct is None:
+            return []
+        return [prediction(request.p_correct, model_version=self.model_version)]
 
     def annotations(self, trace_ids: Collection[str]) -> list[Annotation]:
         """Every finished, not cancelled annotation of tasks with these trace ids."""

@@ -1,5 +1,8 @@
 """Running a labeling campaign: the plan's items, a labeler, and the budget ledger.
 
+Over 400 lines: the campaign runner's sync and async paths share the reserve/commit
+protocol with the ledger.
+
 Every item goes through the ledger (``sentinel_core.ledger``): its cost is
 reserved before the labeler acts, and the label is stored in the same
 transaction that commits the spend. A rerun of a stopped or crashed campaign

@@ -1,5 +1,8 @@
 """The human labeler: responses go to a Label Studio project, annotators' verdicts come back.
 
+Over 400 lines: the one adapter to Label Studio (interface, task import, annotation
+parsing, error mapping).
+
 ``LabelStudioLabeler`` is an ``AsyncLabeler``. It creates (or reuses, by
 title) a project whose labeling interface shows the question, the response,
 the estimator's P(correct) and slice, a required single choice

@@ -1,5 +1,8 @@
 """The exact verifier: is a response's final answer the gold answer?
 
+Over 400 lines: every answer-matching rule of the exact verifier (docs/verifier.md) in
+one place.
+
 One verdict per response, and every verdict says which rule decided (``how``),
 so a disagreement with another labeler can be traced to a rule. The rules,
 the fallbacks and the tolerance choice are written up in ``docs/verifier.md``.

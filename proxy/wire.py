@@ -1,5 +1,8 @@
 """The proxy's pure parts: request rewriting, logprob stripping, stream reassembly, records.
 
+Over 400 lines: the wire rewriting and stream reassembly the proxy must get exactly
+right, with nothing else in it.
+
 Nothing here does I/O. The ASGI app (:mod:`proxy.app`) calls these on each request:
 
 * :func:`plan_request` decides what the upstream is asked for: ``logprobs: true,

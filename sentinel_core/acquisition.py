@@ -1,5 +1,8 @@
 """What to label next, and how much (METHOD §8, steps 2-3).
 
+Over 400 lines: the plan's two designs (active, priority) with their typed plan objects;
+each design's maths is a few functions.
+
 Three pure steps, each a function of arrays:
 
 1. :func:`rank_slices` scores every slice by how much a label there is worth and

@@ -1,5 +1,9 @@
 """Active statistical inference for labelling campaigns (METHOD §9).
 
+Over 400 lines: the three steps of the active design (sampling probabilities, the
+weighted PPI++ estimator, the allocation) are one method, with their derivations in
+docstrings.
+
 A slice of ``N`` traces has the estimator's ``f_i = P(correct | h(x_i))`` for every
 trace; a campaign buys ``n`` labels ``y_i`` in it. Three pure steps make every label
 count, and keep the slice's interval valid however the traces were picked:

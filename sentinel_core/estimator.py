@@ -1,5 +1,8 @@
 """The estimator ``f: R^d -> [0, 1]`` of ``P(correct | h(x))`` and the ATC baseline.
 
+Over 400 lines: the estimator, its calibration and the ATC baseline share one scikit-
+learn contract (fit / predict_proba / the estimator checks), so they stay together.
+
 :class:`EntropyEstimator` is the classifier of METHOD §5, written to the scikit-learn
 contract (``__init__`` only stores parameters, ``fit`` validates and returns ``self``,
 learned state ends in ``_``, ``check_is_fitted`` guards use) so that it clones,

@@ -1,5 +1,8 @@
 """Per-step truncated entropy, the 11-d entropy profile and the nine baseline scores.
 
+Over 400 lines: METHOD §2-4 in one place (the per-step entropy kernel, the 11-d profile
+and the nine baselines share the same top-k arrays and tests).
+
 This module implements METHOD.md sections 2-4. Every function takes natural-log
 probabilities ``l[t, i]`` as served with ``logprobs=true, top_logprobs=k``:
 

@@ -1,5 +1,8 @@
 """Stream JSON lines (plain or gzip) or Python objects into the store.
 
+Over 400 lines: the bounded streaming reader, quarantine and batching of ingest, one
+path for files, the proxy and collect.
+
 Memory stays bounded by the batch size whatever the file size: lines are read
 one at a time, parsed, featurised and committed in batches. Every response
 read ends up in exactly one bucket, so ``read == stored + quarantined +

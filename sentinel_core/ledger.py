@@ -1,5 +1,8 @@
 """The budget ledger: campaigns, their items, and money that is reserved before it is spent.
 
+Over 400 lines: the budget state machine (reserve, commit, release, recover) and its
+queries must be read together to see that nothing is paid twice.
+
 Tables (in the trace store, so labels and spend commit together):
 
 - ``budgets``: a named budget with its ``total`` and running ``reserved`` and

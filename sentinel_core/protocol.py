@@ -1,5 +1,8 @@
 """The exhaustive group protocol of METHOD §7.
 
+Over 400 lines: the protocol's method registry (every method of the results table) lives
+beside the loop that runs it.
+
 With ``B`` slices (benchmarks), for every group size ``g`` in ``1..max_g`` and every one
 of the ``C(B, g)`` groups of ``g`` slices, each method is trained on the group's
 responses and estimates the accuracy of every OTHER slice. :func:`run_group_protocol`

@@ -1,5 +1,8 @@
 """The trace store: the engine (SQLite or any SQLAlchemy URL) and the few queries the project runs.
 
+Over 400 lines: every query the project runs against the trace store, so the SQL lives
+in one place.
+
 A SQLite file by default (created on first use), any SQLAlchemy URL for scale
 (``postgresql+psycopg://...``). Raw top-k logprobs are kept as one float array
 blob per trace, so features can be recomputed for another k or with

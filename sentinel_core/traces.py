@@ -1,5 +1,8 @@
 """Parse logged LLM responses, once, into typed traces.
 
+Over 400 lines: the three accepted wire shapes (chat, legacy completions, wrapper) and
+their validation messages, parsed once here so nothing downstream digs in JSON.
+
 Three shapes are accepted, from JSON lines or from Python objects:
 
 * an OpenAI ``chat.completion`` object returned with ``logprobs=true,

@@ -1,5 +1,8 @@
 """Collect responses with top-20 logprobs from an OpenAI-compatible server into the store.
 
+Over 400 lines: the collector's prompt selection, bounded concurrency and batched
+storing, which must stop cleanly on any error.
+
 Each prompt of a prompts JSONL (``id, benchmark, question, gold, kind``, as in
 ``shared/data/prompts/dev.jsonl``) becomes one user message, the question and
 the suffix the corpus was made with, sent with ``logprobs=True,

@@ -455,3 +455,17 @@ def test_a_run_skips_an_item_another_run_reserved_instead_of_saying_budget_exhau
     assert [r.trace_id for r in left] == labeler.grabbed  # the other run's, to label
     budget = ledger.budget_state(engine, cid)
     assert (budget.committed, budget.reserved) == (9, 1)
+
+
+def test_an_estimate_window_without_traffic_is_one_line_naming_the_window(
+    corpus_home: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one_line_error(
+        sentinel(monkeypatch, capsys, "estimate", "--by", "benchmark", "--since", "2030-01-01"),
+        "expected traces in the window (traces created from 2030-01-01T00:00:00+00:00",
+        "got none of the 242 stored",
+    )
+    one_line_error(
+        sentinel(monkeypatch, capsys, "estimate", "--by", "benchmark", "--since", "yesterday"),
+        "'--since'",
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -149,10 +149,17 @@ WORKER = textwrap.dedent(
     from sentinel_core import ledger
     from sentinel_core.store import open_store
 
-    url, cid, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    from pathlib import Path
+
+    url, cid, barrier = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     engine = open_store(url)
     rows = ledger.items(engine, cid)
-    time.sleep(max(0.0, start_at - time.time()))  # both workers start spending together
+    # Both workers start spending together, however long each took to start (a loaded
+    # machine can take many seconds to import): each says it is ready, then waits for both.
+    (barrier / f"ready-{cid}").touch()
+    deadline = time.time() + 240
+    while len(list(barrier.glob("ready-*"))) < 2 and time.time() < deadline:
+        time.sleep(0.01)
     for i, row in enumerate(rows):
         amount = 0.05 + 0.01 * (i % 7)
         if not ledger.reserve(engine, row.id, amount, labeler="judge"):
@@ -163,17 +170,18 @@ WORKER = textwrap.dedent(
 
 
 def test_two_campaigns_spending_one_budget_at_once_never_go_over(
-    engine: Engine, store_url: str, trace_ids: list[str]
+    engine: Engine, store_url: str, trace_ids: list[str], tmp_path: Path
 ) -> None:
     total = 2.0
     ledger.create_budget(engine, "shared", total=total, unit="usd")
     half = len(trace_ids) // 2
     ledger.create_campaign(engine, "c1", make_plan(trace_ids[:half]), budget="shared")
     ledger.create_campaign(engine, "c2", make_plan(trace_ids[half:]), budget="shared")
-    start_at = str(time.time() + 15)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, store_url, cid, start_at], stderr=subprocess.PIPE
+            [sys.executable, "-c", WORKER, store_url, cid, str(barrier)], stderr=subprocess.PIPE
         )
         for cid in ("c1", "c2")
     ]

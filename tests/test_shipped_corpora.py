@@ -57,3 +57,23 @@ def test_a_second_model_corpus_loads_with_20_top_logprobs_and_subset_prompts(
         assert record["prompt"].startswith(subset[meta["prompt_id"]]["question"])
         assert steps
         assert {len(step["top_logprobs"]) for step in steps} == {20}
+
+
+def test_the_first_models_extra_responses_are_new_prompts_of_the_subset() -> None:
+    # corpus-qwen2.5-coder-1.5b-extra: more responses of the first model (the next 10 of
+    # each benchmark in collect's round-robin order), ids = prompt ids as in corpus-dev.
+    subset = _subset()
+    pairs = list(iter_sample_records("corpus-qwen2.5-coder-1.5b-extra"))
+    earlier = {record["id"] for corpus in QWEN for record, _ in iter_sample_records(corpus)}
+    assert len(pairs) == 140
+    assert Counter(r["metadata"]["benchmark"] for r, _ in pairs) == Counter(
+        dict.fromkeys({row["benchmark"] for row in subset.values()}, 10)
+    )
+    for record, label in pairs:
+        assert record["model"] == "qwen2.5-coder-1.5b-instruct-q4_k_m"
+        assert record["id"] == record["metadata"]["prompt_id"]
+        assert record["id"] in subset
+        assert record["id"] not in earlier
+        assert label in (0, 1)
+        steps = record["response"]["choices"][0]["logprobs"]["content"]
+        assert {len(step["top_logprobs"]) for step in steps} == {20}

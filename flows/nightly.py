@@ -8,6 +8,7 @@ Retrain works on the labelled set, which is small, and keeps the default runner.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow
@@ -16,6 +17,7 @@ from flows.acquire import acquire as acquire_flow
 from flows.monitor import monitor
 from flows.retrain import retrain
 from flows.settings import flow_settings, task_runner
+from tasks.report import publish_night_report
 from tasks.store import read_previous_run
 
 
@@ -83,4 +85,12 @@ def nightly(
         if retrain_after
         else None
     )
-    return {"monitor": monitored, "acquire": acquired, "retrain": retrained}
+    report = publish_night_report(
+        settings,
+        by=by,
+        night=key or f"{datetime.now(UTC):%Y-%m-%d}",
+        monitored=monitored,
+        acquired=None if acquired is None else {**acquired, "unit": unit},
+        retrained=retrained,
+    )
+    return {"monitor": monitored, "acquire": acquired, "retrain": retrained, "report": report}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,16 @@ def previous_run(engine: Engine, *, slice_key: str) -> PreviousRun | None:
     if run is None:
         return None
     return PreviousRun(run.flow_run_id, run.watermark(), tuple(run.estimates()))
+
+
+def run_history(
+    engine: Engine, *, slice_key: str, n: int = 14
+) -> list[tuple[datetime, tuple[SliceEstimate, ...]]]:
+    """The last ``n`` recorded runs for ``slice_key``, oldest first: when, and what each found."""
+    return [
+        (run.created, tuple(run.estimates()))
+        for run in reversed(_latest_runs(engine, slice_key, n))
+    ]
 
 
 def last_run(engine: Engine, *, slice_key: str) -> MonitorRun | None:

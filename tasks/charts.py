@@ -40,6 +40,29 @@ def slice_chart(
     return fig
 
 
+def trend_chart(history: Sequence[tuple[Any, Sequence[Any]]], *, title: str) -> Figure:
+    """Each slice's estimate over the recorded runs (oldest first), its interval shaded."""
+    fig = Figure(figsize=(7.5, 4.0))
+    ax = fig.add_subplot()
+    names = sorted({e.slice for _, estimates in history for e in estimates})
+    for name in names:
+        points = [
+            (i, e) for i, (_, estimates) in enumerate(history) for e in estimates if e.slice == name
+        ]
+        x = [i for i, _ in points]
+        ax.plot(x, [e.accuracy for _, e in points], marker="o", label=name)
+        ax.fill_between(x, [e.low for _, e in points], [e.high for _, e in points], alpha=0.12)
+    ax.set_xticks(range(len(history)), [f"{when:%m-%d %H:%M}" for when, _ in history])
+    ax.tick_params(axis="x", labelrotation=45, labelsize="small")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel("estimated accuracy")
+    ax.set_title(title)
+    if names:
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 def reliability_chart(
     probs: Sequence[float], labels: Sequence[float], *, n_bins: int = 10
 ) -> Figure:

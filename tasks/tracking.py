@@ -274,3 +274,8 @@ def log_acquire_run(
     client.log_dict(run_id, {"plan": plan, "run": run}, "campaign.json")
     client.set_terminated(run_id)
     return run_id
+
+
+def log_report(settings: Settings, run_id: str, page: str) -> None:
+    """Attach the night's HTML report to an MLflow run (``report.html``)."""
+    _client(settings).log_text(run_id, page, "report.html")

@@ -32,6 +32,17 @@ def test_nightly_monitors_then_retrains_and_a_second_night_adds_no_version(
     # the same supervision set, hence the same idempotency key: no second version.
     assert first["retrain"]["new_version"] is False
     assert first["retrain"]["version"] == first["monitor"]["model_version"] == "1"
+    # The night's report: one self-contained HTML file, also in the monitor's MLflow run.
+    page = Path(first["report"]).read_text(encoding="utf-8")
+    assert "<h1>Night " in page
+    assert "olympiadbench" in page
+    assert page.count("data:image/png;base64,") == 2  # the slices, the trend
+    assert "Challenger and champion" in page
+    assert "http" not in page.replace("https://", "").replace("http://", "")  # no links out
+    logged = corpus_env.client().download_artifacts(
+        first["monitor"]["mlflow_run_id"], "report.html"
+    )
+    assert Path(logged).read_text(encoding="utf-8") == page
     second = nightly(**corpus_env.kwargs(), acquire=False)
     assert second["monitor"]["n_traces"] == 0
     assert second["retrain"]["version"] == "1"

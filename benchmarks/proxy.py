@@ -15,7 +15,9 @@ milliseconds that are not the proxy's), then for the same chat request
 
 The client is httpx (what the ``openai`` client uses), one connection pool per thread.
 Every proxied answer is also written to the store by the proxy's writer thread; the run
-checks at the end that all were stored. Prints a table, then one JSON line.
+checks at the end that all were stored. The 1-minute load average before and after
+the run is reported with the figures: on a shared machine they move with it. Prints a
+table, then one JSON line.
 
 Usage: .venv/bin/python benchmarks/proxy.py [--requests 2000] [--tokens 8] [--concurrency 8]
 """
@@ -119,6 +121,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     upstream_command = [sys.executable, "-m", "tests.proxy.upstream", str(args.tokens)]
     with tempfile.TemporaryDirectory() as tmp, _process(upstream_command) as up:
         assert up.stdout is not None
@@ -169,6 +172,9 @@ def main() -> None:
         "traces_duplicates": counts["duplicates"],
         "traces_dropped": counts["dropped_queue_full"] + counts["dropped_spill_failed"],
         "traces_spilled": counts["spilled"],
+        "cpus": os.cpu_count(),
+        "load_1m_before": round(load_before, 2),
+        "load_1m_after": round(os.getloadavg()[0], 2),
     }
     print(f"{'':24}{'direct':>10}{'proxied':>10}{'added':>10}")
     for q in ("p50", "p99"):
@@ -180,6 +186,10 @@ def main() -> None:
     print(
         f"traces stored {counts['stored']} (+{counts['duplicates']} duplicates), spilled "
         f"{counts['spilled']}, dropped {figures['traces_dropped']}"
+    )
+    print(
+        f"load average (1 min) {figures['load_1m_before']} before, "
+        f"{figures['load_1m_after']} after, on {figures['cpus']} CPUs"
     )
     print(json.dumps(figures))
 

@@ -1,7 +1,12 @@
 """Traces leave the request path here: a bounded queue and one writer thread.
 
 The request handler only calls :meth:`TraceWriter.submit` (never blocks: a full queue
-drops the record and counts it). The thread takes what is queued in batches into
+drops the record and counts it). The queue is a deque the thread drains every
+``FLUSH_S`` (at once when asked by :meth:`~TraceWriter.wait_idle` or
+:meth:`~TraceWriter.close`): a submit takes no lock and wakes no thread, which
+``queue.Queue`` did on every request (its condition's notify, then the woken thread
+taking the GIL back while the response was still to be sent). The thread takes what is
+queued in batches into
 :func:`sentinel_core.ingest.ingest_records` (the same parsing, quarantine and privacy
 rules as ``sentinel ingest``). When the store cannot be opened or a write fails, the
 batch is appended to the spill JSONL file, which ``sentinel ingest`` stores later;
@@ -11,8 +16,8 @@ file that cannot be written either loses records, and those are counted as dropp
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +37,6 @@ log = logging.getLogger("sentinel.proxy")
 FLUSH_S = 0.2
 #: After a store failure, the store is tried again after this many seconds (spilling meanwhile).
 RETRY_S = 5.0
-_STOP = object()
 
 
 class _StoreDownError(Exception):
@@ -85,13 +89,17 @@ class TraceWriter:
         self.keep_prompt = keep_prompt
         self.dtype = dtype
         self.counts = WriterCounts()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        # appended by the event loop, popped by the thread: both atomic under the GIL
+        self._queue: collections.deque[Any] = collections.deque()
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._store_down_until = 0.0
         self._thread = threading.Thread(target=self._run, name="sentinel-proxy-writer", daemon=True)
+        self._wake = threading.Event()  # write now (wait_idle, close) instead of at FLUSH_S
+        self._stopping = False
         self._idle = threading.Condition()
-        self._busy = 0
+        self._busy = False
 
     def start(self) -> None:
         self._thread.start()
@@ -99,16 +107,15 @@ class TraceWriter:
     @property
     def depth(self) -> int:
         """Records waiting in the queue."""
-        return self._queue.qsize()
+        return len(self._queue)
 
     def submit(self, record: Mapping[str, Any]) -> bool:
         """Queue one record; ``False`` (and counted as dropped) when the queue is full."""
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        if len(self._queue) >= self.queue_size:
             self.counts.add(dropped_queue_full=1)
             log.warning("trace queue full: a trace was dropped (counted in /metrics)")
             return False
+        self._queue.append(record)
         self.counts.add(submitted=1)
         return True
 
@@ -116,15 +123,9 @@ class TraceWriter:
         """Write what is queued, then stop the thread (waits at most ``timeout_s``)."""
         if not self._thread.is_alive():
             return
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                self._queue.put(_STOP, timeout=0.1)
-                break
-            except queue.Full:
-                if time.monotonic() > deadline:
-                    break
-        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout_s)
         if self._engine is not None:
             self._engine.dispose()
 
@@ -132,41 +133,34 @@ class TraceWriter:
         """Wait until every queued record is written or spilled (for tests and shutdown)."""
         deadline = time.monotonic() + timeout_s
         with self._idle:
-            while self._queue.qsize() or self._busy:
+            while self._queue or self._busy:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
+                self._wake.set()
                 self._idle.wait(min(left, 0.05))
         return True
 
     # -- the thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            with self._idle:
-                self._busy = 1
-            if first is _STOP:
+        while True:
+            if not self._queue and not self._stopping:
+                self._wake.wait(FLUSH_S)  # a partial batch waits at most this long
+            self._wake.clear()
+            stopping = self._stopping  # read before draining: nothing queued is left behind
+            while self._queue:
+                with self._idle:
+                    self._busy = True  # before taking: wait_idle never sees neither
+                batch = [
+                    self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))
+                ]
+                self._write(batch)
+                with self._idle:
+                    self._busy = False
+                    self._idle.notify_all()
+            if stopping:
                 break
-            batch = [first]
-            deadline = time.monotonic() + FLUSH_S
-            while len(batch) < self.batch_size:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._write(batch)
-            with self._idle:
-                self._busy = 0
-                self._idle.notify_all()
-        with self._idle:
-            self._busy = 0
-            self._idle.notify_all()
 
     def _write(self, batch: list[Any]) -> None:
         try:

@@ -69,12 +69,6 @@ from sentinel_core.ingest import ingest_records  # noqa: E402
 from sentinel_core.intervals import INTERVAL_RULES, loso_residuals, slice_interval  # noqa: E402
 from sentinel_core.metrics import accuracy_floor, auroc, ece, reliability_bins  # noqa: E402
 from sentinel_core.protocol import (  # noqa: E402
-    INTERVAL_COLUMNS,
-    PROTOCOL_CV,
-    TIDY_COLUMNS,
-    _Intervals,
-    _parse_method,
-    _SliceTable,
     default_methods,
     run_group_protocol,
     summarise_protocol,
@@ -284,20 +278,16 @@ def sampled_group_protocol(
     The protocol's own per-group step (its fits, its interval seeding by group), so a
     group's rows are exactly those the exhaustive run gives for it.
     """
-    labels = np.asarray(y, dtype=np.float64)
-    table = _SliceTable.build(np.asarray(slices).astype(str), labels)
-    parsed = [_parse_method(m, list(scores.columns), PROTOCOL_CV) for m in methods]
-    matrices = {m.name: scores.loc[:, list(m.columns)].to_numpy(np.float64) for m in parsed}
-    settings = _Intervals(confidence=0.9, n_boot=1000, seed=0)
-    columns = [*TIDY_COLUMNS, *INTERVAL_COLUMNS]
-    rows: dict[str, list[object]] = {column: [] for column in columns}
-    for done, group in enumerate(groups, start=1):
-        for method in parsed:
-            chosen = settings if method.name in intervals else None
-            table.evaluate(method, matrices[method.name], group, rows, chosen)
-        if progress is not None:
-            progress(done, len(groups))
-    return pd.DataFrame(rows, columns=columns)
+    return run_group_protocol(
+        scores,
+        y,
+        slices,
+        max_g=max(len(group) for group in groups),
+        methods=methods,
+        intervals=intervals,
+        progress=progress,
+        groups=groups,
+    )
 
 
 def run_protocol(frame: pd.DataFrame, max_g: int, groups_per_g: int | None) -> pd.DataFrame:

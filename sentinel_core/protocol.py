@@ -355,6 +355,7 @@ def run_group_protocol(
     confidence: float = 0.9,
     n_boot: int = 1000,
     seed: int = 0,
+    groups: Sequence[tuple[int, ...]] | None = None,
 ) -> pd.DataFrame:
     """Train on every group of ``g <= max_g`` slices, estimate every other slice.
 
@@ -377,6 +378,10 @@ def run_group_protocol(
             the nulls, ``default``); ``()``: none.
         confidence, n_boot, seed: the intervals' nominal coverage, bootstrap
             resamples per held-out slice, and the seed of the resampling.
+        groups: run only these training groups (each a tuple of indices into the
+            sorted slice names), e.g. a sample of them when ``C(B, g)`` is too many;
+            a group's rows are exactly those the exhaustive run gives for it.
+            Default: every group of ``g <= max_g``.
 
     Returns:
         A tidy frame with columns :data:`TIDY_COLUMNS`: ``method``, ``g``, ``group``
@@ -400,7 +405,17 @@ def run_group_protocol(
     settings = _Intervals(confidence, n_boot, seed)
     table = _SliceTable.build(keys, labels)
     matrices = {m.name: scores.loc[:, list(m.columns)].to_numpy(np.float64) for m in parsed}
-    groups = list(_groups(table.names.size, min(max_g, table.names.size - 1)))
+    if groups is None:
+        groups = list(_groups(table.names.size, min(max_g, table.names.size - 1)))
+    else:
+        groups = [tuple(int(i) for i in group) for group in groups]
+        bad = [g for g in groups if not g or len(g) >= table.names.size or len(set(g)) != len(g)
+               or min(g) < 0 or max(g) >= table.names.size]  # fmt: skip
+        if bad:
+            raise InvalidInputError(
+                f"groups must hold distinct indices into the {table.names.size} slices and "
+                f"leave one out, got {bad[:3]}"
+            )
     columns = [*TIDY_COLUMNS, *INTERVAL_COLUMNS]
     rows: dict[str, list[object]] = {column: [] for column in columns}
     for done, group in enumerate(groups, start=1):

@@ -372,3 +372,16 @@ def test_summary_coverage_and_width_match_a_hand_computed_table() -> None:
     bare = summarise_protocol(hand_tidy())
     assert bare["coverage_served"].isna().all()
     assert bare["width_conformal"].isna().all()
+
+
+def test_chosen_groups_give_exactly_the_rows_of_the_exhaustive_run() -> None:
+    scores, y, slices = make_traces(n_slices=4)
+    full = run_group_protocol(scores, y, slices, max_g=2, methods=["atc_H_max"])
+    some = run_group_protocol(scores, y, slices, methods=["atc_H_max"], groups=[(0,), (1, 3)])
+    assert some["group"].nunique() == 2
+    assert set(some["g"]) == {1, 2}
+    merged = some.merge(full, on=["method", "g", "group", "slice"], suffixes=("", "_full"))
+    assert len(merged) == len(some) == 3 + 2
+    assert np.allclose(merged["estimate"], merged["estimate_full"])
+    with pytest.raises(InvalidInputError, match="distinct indices into the 4 slices"):
+        run_group_protocol(scores, y, slices, methods=["atc_H_max"], groups=[(0, 1, 2, 3)])

@@ -1,5 +1,5 @@
-"""The whole loop at once: ``demo`` (the main job on the embedded defaults) and
-``nightly`` (the Prefect flows, ephemeral by default)."""
+"""The whole loop at once: ``nightly`` (the main job: the Prefect flows, ephemeral by
+default; ``--sample`` seeds an empty store) and ``demo`` (the short path)."""
 
 from __future__ import annotations
 

@@ -9,8 +9,6 @@ the monitor flow emits it, and a flow run that fails, must each reach the receiv
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,12 +23,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = str(ROOT / "scripts" / "prefect-server")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Receiver:
@@ -74,25 +66,6 @@ def receiver() -> Iterator[Receiver]:
     yield found
     found.server.shutdown()
     found.server.server_close()
-
-
-@pytest.fixture
-def server_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SENTINEL_"))}
-    env |= {
-        "SENTINEL_PREFECT_HOME": str(tmp_path / "prefect"),
-        "SENTINEL_PREFECT_PORT": str(_free_port()),
-        "SENTINEL_PYTHON": sys.executable,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    started = subprocess.run([SCRIPT, "start"], env=env, capture_output=True, text=True)
-    try:
-        if started.returncode != 0:
-            pytest.skip(f"scripts/prefect-server start failed: {started.stderr[-1500:]}")
-        env["PREFECT_API_URL"] = started.stdout.strip().splitlines()[-1]
-        yield env
-    finally:
-        subprocess.run([SCRIPT, "stop"], env=env, capture_output=True, text=True, check=False)
 
 
 def _python(env: dict[str, str], code: str) -> subprocess.CompletedProcess[str]:

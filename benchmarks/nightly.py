@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 from sentinel_core.corpus import iter_sample_records  # noqa: E402
 from sentinel_core.features import ALL_SCORE_NAMES, scores_from_flat  # noqa: E402
 from sentinel_core.ingest import ingest_records  # noqa: E402
+from sentinel_core.settings import Settings  # noqa: E402
 from sentinel_core.slices import estimate_slices_with_labels  # noqa: E402
 from sentinel_core.store import add_labels, open_store, slice_values  # noqa: E402
 
@@ -94,8 +95,8 @@ class PeakRss:
         self._thread.join()
 
 
-def flow_kwargs(url: str, home: Path) -> dict[str, Any]:
-    return {"db_url": url, "tracking_uri": f"sqlite:///{home / 'mlflow.db'}", "home": str(home)}
+def flow_settings(url: str, home: Path) -> Settings:
+    return Settings(home=home, db_url=url, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
 
 
 def prepare(url: str, home: Path, n: int, seed_: int = 0) -> None:
@@ -106,7 +107,7 @@ def prepare(url: str, home: Path, n: int, seed_: int = 0) -> None:
     engine = open_store(url)
     ingest_records(engine, (r for r, _ in pairs), source="corpus")
     add_labels(engine, ((r["id"], bool(y), None) for r, y in pairs), labeler="import")
-    monitor(by="benchmark", **flow_kwargs(url, home))  # bootstrap: champion + watermark
+    monitor(by="benchmark", settings=flow_settings(url, home))  # bootstrap: champion + watermark
     picks = np.random.default_rng(seed_).integers(0, len(pairs), size=n)
 
     def records() -> Any:
@@ -126,13 +127,12 @@ def prepare(url: str, home: Path, n: int, seed_: int = 0) -> None:
 def measure_child(url: str, home: Path, runner: str) -> None:
     """(In the child process) one timed monitor run; prints its figures as JSON."""
     from flows.monitor import monitor
-    from flows.settings import flow_settings, task_runner
+    from flows.settings import task_runner
 
-    kwargs = flow_kwargs(url, home)
-    settings = flow_settings(**kwargs).model_copy(update={"task_runner": runner})
+    settings = flow_settings(url, home).override(task_runner=runner)
     flow = monitor.with_options(task_runner=task_runner(settings))
     started = time.perf_counter()
-    report = flow(by="benchmark", **kwargs)
+    report = flow(by="benchmark", settings=settings)
     wall = time.perf_counter() - started
     print(json.dumps({"n": report["n_traces"], "wall_s": wall}))
 
@@ -141,10 +141,9 @@ def core_seconds(url: str, home: Path) -> tuple[float, float]:
     """(featurise, score + estimate) seconds on the new traces, in-process, one core."""
     import pandas as pd
 
-    from flows.settings import flow_settings
     from tasks.registry import load_champion
 
-    settings = flow_settings(**flow_kwargs(url, home))
+    settings = flow_settings(url, home)
     engine = open_store(url)
     t = TABLES["traces"]
     with engine.connect() as conn:
@@ -180,8 +179,8 @@ def core_seconds(url: str, home: Path) -> tuple[float, float]:
         probs,
         keys,
         np.full(len(probs), np.nan),
-        n_boot=settings.n_bootstrap,
-        min_n=settings.min_slice_n,
+        n_boot=settings.monitor.n_bootstrap,
+        min_n=settings.monitor.min_slice_n,
         seed=settings.seed,
     )
     return featurise, time.perf_counter() - started

@@ -16,14 +16,15 @@ from typing import Any, Literal
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.settings import flow_settings
+from flows.settings import TIMEOUT_S
+from sentinel_core.settings import Settings
 from tasks.campaign import plan_labeling, run_labeling
 from tasks.models import describe_champion
 from tasks.store import pull_last_run_trace_ids
 from tasks.tracking import log_acquire_run
 
 
-@flow(name="acquire")
+@flow(name="acquire", timeout_seconds=TIMEOUT_S["acquire"])
 def acquire(
     slices: list[dict[str, Any]],
     by: str = "benchmark",
@@ -35,9 +36,7 @@ def acquire(
     min_per_slice: int | None = None,
     wait_s: float = 0.0,
     traffic: Literal["latest", "all"] = "latest",
-    db_url: str | None = None,
-    tracking_uri: str | None = None,
-    home: str | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Plan and run a campaign on the weakest of ``slices``; the plan and the run's report.
 
@@ -53,7 +52,7 @@ def acquire(
             Labels on the latest traffic are the ones that tell the next runs about
             the slice as it is now (``Settings.rectify_window``).
     """
-    settings = flow_settings(db_url=db_url, tracking_uri=tracking_uri, home=home)
+    settings = settings or Settings()
     night = key or f"{datetime.now(UTC):%Y-%m-%d}"
     campaign_id = f"acquire-{night}-{by}-{labeler}"
     champion = describe_champion(settings)

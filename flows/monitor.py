@@ -24,9 +24,9 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.retrain import retrain
-from flows.settings import flow_settings
+from flows.settings import TIMEOUT_S
 from sentinel_core.drift import DriftAlert
-from sentinel_core.settings import Settings
+from sentinel_core.settings import RunnerSettings, Settings
 from sentinel_core.slices import SliceEstimate
 from tasks.alerts import compare_estimates, emit_alert
 from tasks.estimate import estimate_slices, score_chunk
@@ -41,35 +41,38 @@ from tasks.store import (
 )
 from tasks.tracking import log_monitor_run
 
-THREADS = Settings.model_fields["thread_workers"].default
+THREADS = RunnerSettings.model_fields["thread_workers"].default
 #: Most recent labelled traces read to correct the slices (rectify_window counts per slice).
 RECENT_LABELS_LIMIT = 20_000
 
 
 # A bounded pool when the monitor runs alone (its deployment); nightly picks the runner
-# from the settings (flows.settings.task_runner).
-@flow(name="monitor", task_runner=ThreadPoolTaskRunner(max_workers=THREADS))
+# from the settings (flows.settings.runner.task_runner).
+@flow(
+    name="monitor",
+    task_runner=ThreadPoolTaskRunner(max_workers=THREADS),
+    timeout_seconds=TIMEOUT_S["monitor"],
+)
 def monitor(
     by: str = "benchmark",
-    db_url: str | None = None,
-    tracking_uri: str | None = None,
-    home: str | None = None,
     max_traces: int | None = None,
     bootstrap_champion: bool = True,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Estimate every slice of ``by`` on the new traces; alert on drops; a JSON-ready report.
 
     Args:
         by: metadata key whose values are the slices.
-        db_url, tracking_uri, home: override the environment's settings.
+        settings: the run's settings (default: from the environment, ``Settings()``),
+            handed down to every task and subflow.
         max_traces: cover at most this many new traces (the next run takes the rest).
         bootstrap_champion: train a champion with the default method when none exists.
     """
-    settings = flow_settings(db_url=db_url, tracking_uri=tracking_uri, home=home)
+    settings = settings or Settings()
     run_id = str(flow_run.id)
     champion = describe_champion(settings)
     if champion is None and bootstrap_champion:
-        retrain(by=by, db_url=db_url, tracking_uri=tracking_uri, home=home)
+        retrain(by=by, settings=settings)
         champion = describe_champion(settings)
     if champion is None:
         raise RuntimeError(
@@ -102,7 +105,7 @@ def monitor(
             "alerts": [],
             "report": ["no new traces since the last run"],
         }
-    size = settings.monitor_chunk_size
+    size = settings.monitor.monitor_chunk_size
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
     featurised = featurise_chunk.map(settings.store_url, chunks, unmapped(champion["feature_set"]))
     scored = score_chunk.map(
@@ -115,14 +118,14 @@ def monitor(
     # The slices' recent labels (bought on earlier traffic) correct the label-free
     # estimates of the new traffic; scored by the same champion.
     recent = None
-    if after is not None and settings.rectify_window > 0:
+    if after is not None and settings.monitor.rectify_window > 0:
         recent_ids = pull_recent_labelled(settings.store_url, after, RECENT_LABELS_LIMIT)
         if recent_ids:
             featurise_chunk(settings.store_url, recent_ids, champion["feature_set"])
             recent = score_chunk(settings, champion["version"], recent_ids, by)
     slices = estimate_slices(settings, scored, champion["calibration_error"], recent)
     alerts = compare_estimates(
-        () if previous is None else previous.slices, slices, settings.drift_min_drop
+        () if previous is None else previous.slices, slices, settings.monitor.drift_min_drop
     )
     events = [emit_alert(alert, flow_run_id=run_id, by=by) for alert in alerts]
     mlflow_run_id = log_monitor_run(
@@ -142,7 +145,7 @@ def monitor(
         model_version=champion["version"],
         n_traces=len(ids),
         mlflow=f"{settings.tracking_uri} (run {mlflow_run_id})",
-        confidence=settings.confidence,
+        confidence=settings.monitor.confidence,
     )
     record_monitor_run(
         settings.store_url,

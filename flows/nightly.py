@@ -2,7 +2,7 @@
 
 ``Settings.task_runner`` picks the task runner of the monitor subflow, whose chunked
 featurise and score tasks are the heavy part of a large pull (see
-``flows.settings.task_runner``: a bounded thread pool, or a local Dask cluster).
+``flows.settings.runner.task_runner``: a bounded thread pool, or a local Dask cluster).
 Retrain works on the labelled set, which is small, and keeps the default runner.
 """
 
@@ -16,18 +16,16 @@ from prefect import flow
 from flows.acquire import acquire as acquire_flow
 from flows.monitor import monitor
 from flows.retrain import retrain
-from flows.settings import flow_settings, task_runner
+from flows.settings import TIMEOUT_S, task_runner
+from sentinel_core.settings import Settings
 from tasks.report import publish_night_report
 from tasks.store import read_previous_run
 
 
-@flow(name="nightly")
+@flow(name="nightly", timeout_seconds=TIMEOUT_S["nightly"])
 def nightly(
     by: str = "benchmark",
     method: str = "default",
-    db_url: str | None = None,
-    tracking_uri: str | None = None,
-    home: str | None = None,
     max_traces: int | None = None,
     acquire: bool = True,
     labeler: str = "exact",
@@ -37,13 +35,15 @@ def nightly(
     max_slices: int | None = None,
     min_per_slice: int | None = None,
     retrain_after: bool = True,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Monitor every slice, acquire labels on the weakest, retrain; the subflows' reports.
 
     Args:
         by: metadata key whose values are the slices.
         method: estimator method of the retrain step.
-        db_url, tracking_uri, home: override the environment's settings.
+        settings: the run's settings (default: from the environment, ``Settings()``),
+            handed down to every task and subflow.
         max_traces: cover at most this many new traces in the monitor step.
         acquire: run a labeling campaign on the weakest slices between monitor and retrain.
         labeler, budget, unit: the campaign's labeler (exact, judge, label-studio) and the
@@ -55,9 +55,9 @@ def nightly(
             campaign_min_per_slice, 5).
         retrain_after: run the retrain step.
     """
-    settings = flow_settings(db_url=db_url, tracking_uri=tracking_uri, home=home)
+    settings = settings or Settings()
     monitored = monitor.with_options(task_runner=task_runner(settings))(
-        by=by, db_url=db_url, tracking_uri=tracking_uri, home=home, max_traces=max_traces
+        by=by, settings=settings, max_traces=max_traces
     )
     acquired: dict[str, Any] | None = None
     # No new traffic tonight (or a rerun after the monitor step succeeded): rank the
@@ -76,15 +76,9 @@ def nightly(
             key=key,
             max_slices=max_slices,
             min_per_slice=min_per_slice,
-            db_url=db_url,
-            tracking_uri=tracking_uri,
-            home=home,
+            settings=settings,
         )
-    retrained = (
-        retrain(by=by, method=method, db_url=db_url, tracking_uri=tracking_uri, home=home)
-        if retrain_after
-        else None
-    )
+    retrained = retrain(by=by, method=method, settings=settings) if retrain_after else None
     report = publish_night_report(
         settings,
         by=by,

@@ -16,9 +16,10 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.settings import flow_settings
+from flows.settings import TIMEOUT_S
 from sentinel_core.estimator import Calibration
 from sentinel_core.recipe import Recipe
+from sentinel_core.settings import Settings
 from tasks.models import apply_decision, describe_champion, find_registered, register_challenger
 from tasks.tracking import log_retrain_run
 from tasks.training import (
@@ -30,16 +31,14 @@ from tasks.training import (
 )
 
 
-@flow(name="retrain")
+@flow(name="retrain", timeout_seconds=TIMEOUT_S["retrain"])
 def retrain(
     by: str = "benchmark",
     method: str = "default",
-    db_url: str | None = None,
-    tracking_uri: str | None = None,
-    home: str | None = None,
     calibration: Calibration = "auto",
     balanced: bool = False,
     force: bool = False,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate, register and maybe promote a challenger; a JSON-ready report.
 
@@ -50,12 +49,11 @@ def retrain(
         by: metadata key whose values are the slices (held out in evaluation).
         method: a servable method of ``sentinel_core.estimator`` (``default``: soft ATC
             on H_max); ``calibration``, ``balanced``: its options (``Recipe``).
-        db_url, tracking_uri, home: override the store URL, the MLflow tracking URI and
-            the home folder of the environment's settings.
+        settings: the run's settings (default: from the environment, ``Settings()``).
         force: promote the challenger even where the rule would not (recorded as the
             reason), and train on labels of one slice (served with error 1.0).
     """
-    settings = flow_settings(db_url=db_url, tracking_uri=tracking_uri, home=home)
+    settings = settings or Settings()
     recipe = Recipe(method, calibration, balanced, settings.seed)
     run_id = str(flow_run.id)
     supervision = sample_supervision(settings, by, recipe, force)
@@ -65,7 +63,9 @@ def retrain(
     champion_scores = (
         None if champion is None else evaluate_version(settings, by, champion["version"])
     )
-    decision = decide_promotion(challenger_scores, champion_scores, settings.promote_margin, force)
+    decision = decide_promotion(
+        challenger_scores, champion_scores, settings.training.promote_margin, force
+    )
     model = None if existing else fit_challenger(settings, by, recipe, supervision["trace_ids"])
     logged = log_retrain_run(
         settings,

@@ -1,32 +1,22 @@
-"""The settings a flow run uses: the environment's, with the flow's explicit overrides.
+"""What a flow run derives from its one ``Settings`` object: the task runner.
 
-Flows take plain strings (store URL, tracking URI, home folder) so their parameters
-are JSON for the Prefect API and usable from the CLI; this builds the one
-``Settings`` object of the run from them, at the edge, as STYLE.md asks.
+Every flow takes ``settings: Settings | None`` (``None``: from the environment, as a
+deployment's run gets them) and hands that same object to its tasks and subflows.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from sentinel_core.settings import Settings
 
-
-def flow_settings(
-    *, db_url: str | None = None, tracking_uri: str | None = None, home: str | None = None
-) -> Settings:
-    """``Settings()`` with whichever of ``db_url``, ``tracking_uri``, ``home`` is given."""
-    overrides: dict[str, Any] = {}
-    if home is not None:
-        overrides["home"] = Path(home)
-    if db_url is not None:
-        overrides["db_url"] = db_url
-    if tracking_uri is not None:
-        overrides["mlflow_tracking_uri"] = tracking_uri
-    return Settings(**overrides)
+#: Seconds after which a flow run is failed: far above a normal night's work, so only a
+#: hung call trips it. Flow retries are set where the flows are deployed (prefect.yaml:
+#: PREFECT_FLOWS_DEFAULT_RETRIES in the worker's job environment), not here, so a direct
+#: call (the CLI, a test) fails at once instead of waiting to try again.
+TIMEOUT_S = {"monitor": 3 * 3600, "retrain": 2 * 3600, "acquire": 12 * 3600, "nightly": 18 * 3600}
 
 
 def task_runner(settings: Settings) -> Any:
@@ -38,18 +28,18 @@ def task_runner(settings: Settings) -> Any:
     ``dask_address``, or else on a local cluster of ``dask_workers`` processes, one
     thread each (the estimator limits BLAS to one thread anyway).
     """
-    if settings.task_runner == "dask":
+    if settings.runner.task_runner == "dask":
         from prefect_dask import DaskTaskRunner
 
-        if settings.dask_address:
-            return DaskTaskRunner(address=settings.dask_address)
+        if settings.runner.dask_address:
+            return DaskTaskRunner(address=settings.runner.dask_address)
 
         return DaskTaskRunner(
             cluster_kwargs={
-                "n_workers": settings.dask_workers,
+                "n_workers": settings.runner.dask_workers,
                 "threads_per_worker": 1,
                 "processes": True,
                 "dashboard_address": None,
             }
         )
-    return ThreadPoolTaskRunner(max_workers=settings.thread_workers)
+    return ThreadPoolTaskRunner(max_workers=settings.runner.thread_workers)

@@ -63,12 +63,12 @@ LABELERS: tuple[str, ...] = get_args(LabelerKind)
 def default_cost_per_label(settings: Settings, kind: str) -> float:
     """A planning estimate of one label's cost in USD (a run reserves each call's exact bound)."""
     if kind == "label-studio":
-        return settings.label_studio_price_per_label
+        return settings.label_studio.price_per_label
     if kind == "judge":
         # ~2,000 prompt tokens (instructions, question, response, reference) + the verdict.
         return (
-            2000 * settings.judge_price_input_per_mtok
-            + settings.judge_max_tokens * settings.judge_price_output_per_mtok
+            2000 * settings.judge.price_input_per_mtok
+            + settings.judge.max_tokens * settings.judge.price_output_per_mtok
         ) / 1e6
     return 0.0
 

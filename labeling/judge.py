@@ -167,7 +167,7 @@ class JudgeLabeler:
     @classmethod
     def from_settings(cls, settings: Settings) -> JudgeLabeler:
         """The judge the settings describe; a missing URL or model is a clear LabelingError."""
-        base_url, model = settings.judge_base_url, settings.judge_model
+        base_url, model = settings.judge.base_url, settings.judge.model
         if not base_url or not model:
             missing = [
                 env
@@ -182,16 +182,16 @@ class JudgeLabeler:
                 f"{' and '.join(missing)} unset (e.g. SENTINEL_JUDGE_BASE_URL="
                 f"http://127.0.0.1:8089/v1 SENTINEL_JUDGE_MODEL=<model name>)"
             )
-        key = settings.judge_api_key
+        key = settings.judge.api_key
         return cls(
             base_url=base_url,
             model=model,
             api_key=key.get_secret_value() if key is not None else None,
-            max_tokens=settings.judge_max_tokens,
-            timeout_s=settings.judge_timeout_s,
-            price_input_per_mtok=settings.judge_price_input_per_mtok,
-            price_output_per_mtok=settings.judge_price_output_per_mtok,
-            max_retries=settings.llm_max_retries,
+            max_tokens=settings.judge.max_tokens,
+            timeout_s=settings.judge.timeout_s,
+            price_input_per_mtok=settings.judge.price_input_per_mtok,
+            price_output_per_mtok=settings.judge.price_output_per_mtok,
+            max_retries=settings.llm.max_retries,
         )
 
     def __repr__(self) -> str:

@@ -333,7 +333,7 @@ class LabelStudioLabeler:
     @classmethod
     def from_settings(cls, settings: Settings) -> LabelStudioLabeler:
         """The labeler the settings describe; a missing token is a clear ``LabelingError``."""
-        key = settings.label_studio_api_key
+        key = settings.label_studio.api_key
         if key is None or not key.get_secret_value():
             raise LabelingError(
                 "expected a Label Studio API token in the settings, got none: set "
@@ -341,12 +341,12 @@ class LabelStudioLabeler:
                 "of the server scripts/label-studio start runs)"
             )
         return cls(
-            url=settings.label_studio_url,
+            url=settings.label_studio.url,
             api_key=key.get_secret_value(),
-            project_title=settings.label_studio_project,
-            price_per_label=settings.label_studio_price_per_label,
-            show_p=settings.label_studio_show_p_correct,
-            model_version=settings.registered_model,
+            project_title=settings.label_studio.project,
+            price_per_label=settings.label_studio.price_per_label,
+            show_p=settings.label_studio.show_p_correct,
+            model_version=settings.tracking.registered_model,
         )
 
     def close(self) -> None:

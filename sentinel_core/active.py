@@ -83,6 +83,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from sentinel_core.arrays import as_unit_vector
 from sentinel_core.errors import InvalidInputError
 
 __all__ = [
@@ -172,25 +173,6 @@ class LabelAllocation:
 # ------------------------------------------------------------------ validation
 
 
-def _unit_vector(name: str, values: npt.ArrayLike, *, min_size: int = 1) -> FloatArray:
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"expected {name} to be numeric, got {values!r:.80}") from exc
-    if array.ndim != 1:
-        raise InvalidInputError(f"expected {name} of shape (n,), got shape {array.shape}")
-    if array.size < min_size:
-        raise InvalidInputError(
-            f"expected {name} with at least {min_size} value(s), got {array.size}"
-        )
-    bad = ~np.isfinite(array) | (array < 0.0) | (array > 1.0)
-    if np.any(bad):
-        raise InvalidInputError(
-            f"expected {name} to hold finite values in [0, 1], got {array[bad][:5].tolist()}"
-        )
-    return array
-
-
 def _count(name: str, value: object, *, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise InvalidInputError(f"expected {name} to be an integer, got {value!r}")
@@ -254,7 +236,7 @@ def sampling_probabilities(
         InvalidInputError: empty or out-of-range ``p_correct``, ``n_labels`` outside
             ``[0, N]``, ``floor`` outside [0, 1].
     """
-    p = _unit_vector("p_correct", p_correct)
+    p = as_unit_vector("p_correct", p_correct, allow_empty=False)
     n = _count("n_labels", n_labels, low=0, high=p.size)
     share = _share("floor", floor)
     if n == 0:
@@ -278,7 +260,7 @@ def draw_sample(pi: npt.ArrayLike, rng: np.random.Generator) -> IntArray:
     ``sum pi`` traces (exactly ``sum pi`` when it is an integer, as
     :func:`sampling_probabilities` makes it).
     """
-    p = _unit_vector("pi", pi)
+    p = as_unit_vector("pi", pi, allow_empty=False)
     order = rng.permutation(p.size)
     edges = np.concatenate([[0.0], np.cumsum(p[order])])
     total = round(float(edges[-1]))
@@ -335,13 +317,13 @@ def active_mean_interval(
     known: a zero-width interval).
     """
     z = _z(confidence)
-    f = _unit_vector("p_correct", p_correct)
-    probabilities = _unit_vector("pi", pi)
+    f = as_unit_vector("p_correct", p_correct, allow_empty=False)
+    probabilities = as_unit_vector("pi", pi, allow_empty=False)
     if probabilities.shape != f.shape:
         raise InvalidInputError(
             f"expected pi of the same length as p_correct ({f.size}), got {probabilities.size}"
         )
-    y = _unit_vector("y_labelled", y_labelled, min_size=0)
+    y = as_unit_vector("y_labelled", y_labelled)
     try:
         index = np.asarray(labelled)
         if index.size == 0:
@@ -417,7 +399,7 @@ def predicted_residual_sd(p_correct: npt.ArrayLike, *, min_sd: float = 0.05) -> 
     For a calibrated ``p``, ``E[(y - p)^2] = mean p (1 - p)``. The floor keeps a slice
     whose predictions are all near 0 or 1 (or a 0/1 predictor) in the allocation.
     """
-    p = _unit_vector("p_correct", p_correct)
+    p = as_unit_vector("p_correct", p_correct, allow_empty=False)
     if not (math.isfinite(min_sd) and min_sd >= 0.0):
         raise InvalidInputError(f"expected min_sd >= 0, got {min_sd!r}")
     return max(math.sqrt(float(np.mean(p * (1.0 - p)))), float(min_sd))

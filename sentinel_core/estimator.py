@@ -45,6 +45,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
+from sentinel_core.arrays import as_labels, as_vector, check_same_length
 from sentinel_core.errors import InvalidInputError, NotFittedError
 from sentinel_core.features import FEATURE_NAMES
 from sentinel_core.soft_atc import SoftATC
@@ -397,29 +398,6 @@ class EntropyEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray(self.classes_[np.argmax(proba, axis=1)])
 
 
-def _as_scores(name: str, values: npt.ArrayLike) -> FloatArray:
-    """Validate a finite, non-empty 1-D score vector of shape ``(n,)``."""
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1 or array.size == 0:
-        raise InvalidInputError(f"{name} must be a non-empty 1-D array, got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise InvalidInputError(f"{name} must be finite, got {int(np.sum(~np.isfinite(array)))}")
-    return array
-
-
-def _as_binary_labels(values: npt.ArrayLike, n: int) -> FloatArray:
-    labels = np.asarray(values, dtype=np.float64)
-    if labels.shape != (n,):
-        raise InvalidInputError(
-            f"scores and y must be the same length, but scores is length {n} "
-            f"and y has shape {labels.shape}"
-        )
-    bad = ~np.isin(labels, (0.0, 1.0))
-    if np.any(bad):
-        raise InvalidInputError(f"y must hold 0/1 labels, got values {np.unique(labels[bad])[:5]}")
-    return labels
-
-
 class ATCEstimator:
     """Average thresholded confidence (Garg et al., 2022) on a single score.
 
@@ -459,8 +437,9 @@ class ATCEstimator:
 
     def fit(self, scores: npt.ArrayLike, y: npt.ArrayLike) -> ATCEstimator:
         """Fit on source scores and 0/1 correctness, both of shape ``(n,)``."""
-        s = _as_scores("scores", scores)
-        labels = _as_binary_labels(y, s.size)
+        s = as_vector("scores", scores)
+        labels = as_labels("y", y)
+        check_same_length("scores", s.size, "y", labels.size)
         accuracy = float(labels.mean())
         self.source_accuracy_ = accuracy
         if accuracy in (0.0, 1.0):
@@ -476,7 +455,7 @@ class ATCEstimator:
         """Whether each response is on the confident side, shape ``(n,)``."""
         if not hasattr(self, "threshold_"):
             raise NotFittedError("ATCEstimator must be fitted before use; call fit(scores, y)")
-        s = _as_scores("scores", scores)
+        s = as_vector("scores", scores)
         if self.higher_is_confident:
             return np.asarray(s > self.threshold_)
         return np.asarray(s < self.threshold_)
@@ -513,7 +492,8 @@ def estimate_held_out_calibration_error(
     keys = np.asarray(groups)
     if features.ndim != 2:
         raise InvalidInputError(f"X must be 2-D of shape (n, d), got shape {features.shape}")
-    labels = _as_binary_labels(y, features.shape[0])
+    labels = as_labels("y", y)
+    check_same_length("X", features.shape[0], "y", labels.size)
     if keys.shape != (features.shape[0],):
         raise InvalidInputError(
             f"X and groups must be the same length, but X has {features.shape[0]} rows "

@@ -51,13 +51,13 @@ from scipy import stats
 from sklearn.model_selection import LeaveOneGroupOut
 
 from sentinel_core.active import active_mean_interval
+from sentinel_core.arrays import as_unit_vector
 from sentinel_core.errors import InvalidInputError
 
 __all__ = [
     "INTERVAL_RULES",
     "IntervalRule",
     "active_slice_interval",
-    "as_unit_vector",
     "bootstrap_mean_interval",
     "conformal_slice_quantile",
     "interval_widening",
@@ -76,22 +76,6 @@ INTERVAL_RULES: Final[tuple[IntervalRule, ...]] = ("served", "conformal")
 
 #: ``predict(X_train, y_train, X_test, groups_train) -> P(correct)`` per test row.
 Predictor = Callable[[FloatArray, FloatArray, FloatArray, npt.NDArray[np.str_]], FloatArray]
-
-
-def as_unit_vector(name: str, values: npt.ArrayLike, *, allow_nan: bool = False) -> FloatArray:
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{name} must be numeric, got {values!r:.80}") from exc
-    if array.ndim != 1:
-        raise InvalidInputError(f"{name} must be 1-D of shape (n,), got shape {array.shape}")
-    finite_or_nan = np.isfinite(array) | (np.isnan(array) if allow_nan else False)
-    present = array[~np.isnan(array)] if allow_nan else array
-    if not np.all(finite_or_nan) or np.any((present < 0.0) | (present > 1.0)):
-        what = "values in [0, 1] or NaN" if allow_nan else "finite values in [0, 1]"
-        bad = array[~finite_or_nan | (array < 0.0) | (array > 1.0)][:5].tolist()
-        raise InvalidInputError(f"{name} must hold {what}, got {bad}")
-    return array
 
 
 def z_of(confidence: float) -> float:

@@ -31,6 +31,7 @@ from scipy import stats
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from sentinel_core.arrays import as_labels, as_unit_vector, as_vector, check_same_length
 from sentinel_core.errors import InvalidInputError
 
 __all__ = [
@@ -47,52 +48,10 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 
 
-def _as_vector(name: str, values: npt.ArrayLike, *, allow_empty: bool = False) -> FloatArray:
-    """Return ``values`` as a finite float vector of shape ``(n,)`` or raise."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{name} must be numeric, got {values!r:.80}") from exc
-    if array.ndim != 1:
-        raise InvalidInputError(f"{name} must be 1-D of shape (n,), got shape {array.shape}")
-    if not allow_empty and array.size == 0:
-        raise InvalidInputError(f"{name} must hold at least one value, got an empty array")
-    n_bad = int(np.sum(~np.isfinite(array)))
-    if n_bad:
-        raise InvalidInputError(f"{name} must be finite, got {n_bad} NaN/inf values")
-    return array
-
-
-def _check_same_length(name_a: str, a: FloatArray, name_b: str, b: FloatArray) -> None:
-    if a.shape != b.shape:
-        raise InvalidInputError(
-            f"{name_a} and {name_b} must be the same length, "
-            f"but {name_a} is length {a.size} and {name_b} is length {b.size}"
-        )
-
-
-def _as_probabilities(name: str, values: npt.ArrayLike) -> FloatArray:
-    array = _as_vector(name, values)
-    if np.any((array < 0.0) | (array > 1.0)):
-        raise InvalidInputError(
-            f"{name} must lie in [0, 1], got values in [{array.min():.4g}, {array.max():.4g}]"
-        )
-    return array
-
-
-def _as_labels(name: str, values: npt.ArrayLike) -> FloatArray:
-    array = _as_vector(name, values)
-    bad = ~np.isin(array, (0.0, 1.0))
-    if np.any(bad):
-        shown = np.unique(array[bad])[:5].tolist()
-        raise InvalidInputError(f"{name} must hold 0/1 labels, got values {shown}")
-    return array
-
-
 def _probs_and_labels(probs: npt.ArrayLike, y: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
-    p = _as_probabilities("probs", probs)
-    labels = _as_labels("y", y)
-    _check_same_length("probs", p, "y", labels)
+    p = as_unit_vector("probs", probs, allow_empty=False)
+    labels = as_labels("y", y)
+    check_same_length("probs", p.size, "y", labels.size)
     return p, labels
 
 
@@ -103,9 +62,9 @@ def aee(estimates: npt.ArrayLike, truths: npt.ArrayLike) -> float:
         estimates: estimated accuracy per slice, shape ``(n_slices,)``, in [0, 1].
         truths: true accuracy per slice, shape ``(n_slices,)``, in [0, 1].
     """
-    a_hat = _as_probabilities("estimates", estimates)
-    a = _as_probabilities("truths", truths)
-    _check_same_length("estimates", a_hat, "truths", a)
+    a_hat = as_unit_vector("estimates", estimates, allow_empty=False)
+    a = as_unit_vector("truths", truths, allow_empty=False)
+    check_same_length("estimates", a_hat.size, "truths", a.size)
     return float(np.mean(np.abs(a_hat - a)))
 
 
@@ -120,9 +79,9 @@ def spearman_rho(estimates: npt.ArrayLike, truths: npt.ArrayLike) -> float:
         estimates: shape ``(n_slices,)``.
         truths: shape ``(n_slices,)``.
     """
-    a_hat = _as_vector("estimates", estimates, allow_empty=True)
-    a = _as_vector("truths", truths, allow_empty=True)
-    _check_same_length("estimates", a_hat, "truths", a)
+    a_hat = as_vector("estimates", estimates, allow_empty=True)
+    a = as_vector("truths", truths, allow_empty=True)
+    check_same_length("estimates", a_hat.size, "truths", a.size)
     if a.size < 2 or np.ptp(a_hat) == 0.0 or np.ptp(a) == 0.0:
         return float("nan")
     return float(stats.spearmanr(a_hat, a).statistic)

@@ -86,14 +86,14 @@ def estimate_scored(
         scored.slice,
         scored.label,
         calibration_error=1.0 if np.isnan(calibration_error) else calibration_error,
-        confidence=settings.confidence,
-        n_boot=settings.n_bootstrap,
-        min_n=settings.min_slice_n,
+        confidence=settings.monitor.confidence,
+        n_boot=settings.monitor.n_bootstrap,
+        min_n=settings.monitor.min_slice_n,
         seed=settings.seed,
         inclusion=scored.inclusion,
         population=scored.population,
     )
-    if recent is None or not recent.p.size or settings.rectify_window < 2:
+    if recent is None or not recent.p.size or settings.monitor.rectify_window < 2:
         return estimates
     return rectify_with_recent_labels(
         estimates,
@@ -102,8 +102,8 @@ def estimate_scored(
         recent.p,
         recent.slice,
         recent.label,
-        window=settings.rectify_window,
-        min_labels=min(settings.rectify_min_labels, settings.rectify_window),
-        confidence=settings.confidence,
-        gate=settings.rectify_gate or None,
+        window=settings.monitor.rectify_window,
+        min_labels=min(settings.monitor.rectify_min_labels, settings.monitor.rectify_window),
+        confidence=settings.monitor.confidence,
+        gate=settings.monitor.rectify_gate or None,
     )

@@ -32,10 +32,10 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from sentinel_core.arrays import as_unit_vector
 from sentinel_core.errors import InvalidInputError
 from sentinel_core.intervals import (
     active_slice_interval,
-    as_unit_vector,
     ppi_mean_interval,
     ppi_slice_interval,
     z_of,

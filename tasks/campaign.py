@@ -87,11 +87,11 @@ def plan_labeling(
         cost_per_label=default_cost_per_label(settings, labeler),
         budget_name=budget_name,
         campaign_id=campaign_id,
-        max_slices=settings.campaign_max_slices if max_slices is None else max_slices,
-        min_per_slice=(settings.campaign_min_per_slice if min_per_slice is None else min_per_slice),
+        max_slices=settings.campaign.max_slices if max_slices is None else max_slices,
+        min_per_slice=(settings.campaign.min_per_slice if min_per_slice is None else min_per_slice),
         seed=settings.seed,
-        design=settings.campaign_design,
-        audit_share=settings.campaign_audit_share,
+        design=settings.campaign.design,
+        audit_share=settings.campaign.audit_share,
     )
     return {"campaign_id": campaign_id, "replanned": True, **plan.to_dict()}
 
@@ -105,7 +105,7 @@ def run_labeling(
     the_labeler = make_labeler(settings, labeler)
     with contextlib.closing(the_labeler):  # type: ignore[type-var]
         report = run_campaign(
-            engine, campaign_id, the_labeler, wait_s=wait_s, poll_s=settings.label_studio_poll_s
+            engine, campaign_id, the_labeler, wait_s=wait_s, poll_s=settings.label_studio.poll_s
         )
     state = ledger.load_campaign(engine, campaign_id)
     return {

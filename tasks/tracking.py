@@ -32,32 +32,25 @@ from sentinel_core.schema import Watermark
 from sentinel_core.settings import Settings
 from sentinel_core.slices import SliceEstimate
 from tasks.charts import estimate_vs_truth_chart, reliability_chart, slice_chart
-from tasks.registry import EXPERIMENT, configure, log_estimator
+from tasks.registry import Tracking, log_estimator, tracking_for
 
 FLOW_RUN_TAG = "prefect_flow_run_id"
 KIND_TAG = "sentinel_kind"
 MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 5.0, "cache_policy": NO_CACHE}
 
 
-def _client(settings: Settings) -> Any:
-    from mlflow import MlflowClient
-
-    configure(settings)
-    return MlflowClient()
-
-
-def _open_run(client: Any, *, flow_run_id: str, kind: str, tags: Mapping[str, str]) -> str:
+def _open_run(tracking: Tracking, *, flow_run_id: str, kind: str, tags: Mapping[str, str]) -> str:
     """The MLflow run of this flow run and kind: the existing one, or a new one."""
-    experiment = client.get_experiment_by_name(EXPERIMENT)
+    client = tracking.client
     found = client.search_runs(
-        [experiment.experiment_id],
+        [tracking.experiment_id],
         filter_string=f"tags.{FLOW_RUN_TAG} = '{flow_run_id}' and tags.{KIND_TAG} = '{kind}'",
         max_results=1,
     )
     if found:
         return str(found[0].info.run_id)
     run = client.create_run(
-        experiment.experiment_id,
+        tracking.experiment_id,
         run_name=f"{kind}-{flow_run_id[:8]}",
         tags={FLOW_RUN_TAG: flow_run_id, KIND_TAG: kind, **tags},
     )
@@ -99,8 +92,9 @@ def log_monitor_run(
     scored: list[Scored],
 ) -> str:
     """One MLflow run per monitor run: params, metrics, slice table, charts; its run id."""
-    client = _client(settings)
-    run_id = _open_run(client, flow_run_id=flow_run_id, kind="monitor", tags={"slice_key": by})
+    tracking = tracking_for(settings)
+    client = tracking.client
+    run_id = _open_run(tracking, flow_run_id=flow_run_id, kind="monitor", tags={"slice_key": by})
     every = Scored.concat(scored)
     p, y, keys = every.p, every.label, every.slice
     labelled = ~np.isnan(y)
@@ -121,8 +115,8 @@ def log_monitor_run(
         "model_version": model_version,
         "watermark_at": None if watermark is None else watermark.ingested_at.isoformat(),
         "watermark_id": None if watermark is None else watermark.trace_id,
-        "confidence": settings.confidence,
-        "min_slice_n": settings.min_slice_n,
+        "confidence": settings.monitor.confidence,
+        "min_slice_n": settings.monitor.min_slice_n,
     }
     _log(client, run_id, params, metrics)
     rows = [s.to_dict() for s in slices]
@@ -169,9 +163,10 @@ def log_retrain_run(
     its held-out error could not be measured (labels in one slice, ``--force``).
     Returns the run id and the logged model's URI (None without a model).
     """
-    client = _client(settings)
+    tracking = tracking_for(settings)
+    client = tracking.client
     run_id = _open_run(
-        client,
+        tracking,
         flow_run_id=flow_run_id,
         kind="retrain",
         tags={"idempotency_key": supervision["key"], "decision": _decision(decision)},
@@ -190,8 +185,8 @@ def log_retrain_run(
         "sampling": supervision["strategy"],
         "feature_set": FEATURE_SET_VERSION,
         "seed": settings.seed,
-        "retrain_folds": settings.retrain_folds,
-        "promote_margin": settings.promote_margin,
+        "retrain_folds": settings.training.retrain_folds,
+        "promote_margin": settings.training.promote_margin,
         "champion_version": champion_version,
         "easy_slices": ",".join(supervision["easy"]),
         "hard_slices": ",".join(supervision["hard"]),
@@ -216,7 +211,7 @@ def log_retrain_run(
             fontsize="small",
         )
         _log_figure(client, run_id, figure, "charts/reliability_held_out.png")
-    model_uri = None if model is None else log_estimator(run_id, *model)
+    model_uri = None if model is None else log_estimator(tracking, run_id, *model)
     client.set_terminated(run_id)
     return {"run_id": run_id, "model_uri": model_uri}
 
@@ -240,9 +235,10 @@ def log_acquire_run(
     settings: Settings, *, flow_run_id: str, by: str, plan: dict[str, Any], run: dict[str, Any]
 ) -> str:
     """One MLflow run per acquire run: what was labelled per slice, what it cost; its id."""
-    client = _client(settings)
+    tracking = tracking_for(settings)
+    client = tracking.client
     run_id = _open_run(
-        client, flow_run_id=flow_run_id, kind="acquire", tags={"campaign_id": run["campaign_id"]}
+        tracking, flow_run_id=flow_run_id, kind="acquire", tags={"campaign_id": run["campaign_id"]}
     )
     budget = run["budget"]
     metrics: dict[str, float] = {
@@ -278,4 +274,4 @@ def log_acquire_run(
 
 def log_report(settings: Settings, run_id: str, page: str) -> None:
     """Attach the night's HTML report to an MLflow run (``report.html``)."""
-    _client(settings).log_text(run_id, page, "report.html")
+    tracking_for(settings).client.log_text(run_id, page, "report.html")

@@ -61,7 +61,7 @@ def labelled_frame(settings: Settings, by: str) -> pd.DataFrame:
 def _sampler(settings: Settings) -> Any:
     def sample(keys: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) -> Any:
         return supervision_set(
-            keys, labels, min_labels=settings.supervision_min_labels, seed=settings.seed
+            keys, labels, min_labels=settings.training.supervision_min_labels, seed=settings.seed
         ).indices
 
     return sample
@@ -94,7 +94,7 @@ def sample_supervision(
     chosen = supervision_set(
         frame["slice"].to_numpy(),
         frame["label"].to_numpy(),
-        min_labels=settings.supervision_min_labels,
+        min_labels=settings.training.supervision_min_labels,
         seed=settings.seed,
     )
     ids = frame["trace_id"].to_numpy()[chosen.indices].tolist()
@@ -129,7 +129,7 @@ def evaluate_challenger(settings: Settings, by: str, recipe: Recipe) -> HeldOutS
         frame["slice"].to_numpy(),
         make=lambda: recipe.make(search=False),
         sample=_sampler(settings),
-        n_folds=settings.retrain_folds,
+        n_folds=settings.training.retrain_folds,
         seed=settings.seed,
     )
     return score_held_out(probs, frame["label"].to_numpy(), frame["slice"].to_numpy())

@@ -116,18 +116,14 @@ def real_lines() -> list[bytes]:
 def plant_champion(settings: Any, estimator: Any, *, calibration_error: float) -> str:
     """Serve ``estimator`` as champion the way the retrain flow does (log, register with
     the serving tags, promote), without its evaluation; the new version."""
-    from mlflow import MlflowClient
-
     from sentinel_core.promotion import Decision
     from tasks.models import apply_decision, register_challenger
-    from tasks.registry import EXPERIMENT, configure, log_estimator
+    from tasks.registry import log_estimator, tracking_for
 
-    configure(settings)
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    assert experiment is not None
-    run_id = client.create_run(experiment.experiment_id, run_name="planted").info.run_id
-    uri = log_estimator(run_id, estimator, calibration_error)
+    tracking = tracking_for(settings)
+    client = tracking.client
+    run_id = client.create_run(tracking.experiment_id, run_name="planted").info.run_id
+    uri = log_estimator(tracking, run_id, estimator, calibration_error)
     client.set_terminated(run_id)
     version: str = register_challenger.fn(
         settings,

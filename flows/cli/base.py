@@ -90,7 +90,7 @@ def settings_of(ctx: typer.Context, db: str | None = None) -> Settings:
     settings = ctx.find_root().obj
     if not isinstance(settings, Settings):
         settings = Settings()
-    return settings if db is None else settings.model_copy(update={"db_url": db})
+    return settings if db is None else settings.override(db_url=db)
 
 
 def engine_of(settings: Settings, *, create: bool = True) -> Engine:

@@ -91,11 +91,11 @@ def plan_command(
         cost_per_label=cost,
         budget_name=budget_name,
         campaign_id=campaign_id,
-        max_slices=settings.campaign_max_slices if max_slices is None else max_slices,
-        min_per_slice=(settings.campaign_min_per_slice if min_per_slice is None else min_per_slice),
+        max_slices=settings.campaign.max_slices if max_slices is None else max_slices,
+        min_per_slice=(settings.campaign.min_per_slice if min_per_slice is None else min_per_slice),
         seed=settings.seed,
-        design=settings.campaign_design if design is None else design,
-        audit_share=settings.campaign_audit_share,
+        design=settings.campaign.design if design is None else design,
+        audit_share=settings.campaign.audit_share,
     )
     for line in plan.summary_lines():
         out.print(line, highlight=False)
@@ -141,7 +141,7 @@ def run_command(
             the_labeler,
             limit=limit,
             wait_s=wait,
-            poll_s=settings.label_studio_poll_s,
+            poll_s=settings.label_studio.poll_s,
             on_progress=advance,
         )
     out.print(

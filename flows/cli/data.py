@@ -70,9 +70,11 @@ def ingest(
                 report = ingest_file(
                     engine,
                     path,
-                    batch_size=settings.ingest_batch_size,
-                    keep_prompt=settings.keep_prompt_text if keep_prompt is None else keep_prompt,
-                    dtype=settings.logprobs_dtype,
+                    batch_size=settings.store.ingest_batch_size,
+                    keep_prompt=settings.store.keep_prompt_text
+                    if keep_prompt is None
+                    else keep_prompt,
+                    dtype=settings.store.logprobs_dtype,
                     on_progress=advance,
                 )
             except DamagedFileError as exc:
@@ -252,15 +254,15 @@ def collect(
             prompts,
             base_url=base_url,
             model=model,
-            max_tokens=settings.llm_max_tokens if max_tokens is None else max_tokens,
+            max_tokens=settings.llm.max_tokens if max_tokens is None else max_tokens,
             concurrency=concurrency,
-            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+            api_key=settings.llm.api_key.get_secret_value() if settings.llm.api_key else None,
             limit=limit,
             benchmarks=chosen,
-            timeout_s=settings.llm_timeout_s,
-            max_retries=settings.llm_max_retries,
-            keep_prompt=settings.keep_prompt_text,
-            dtype=settings.logprobs_dtype,
+            timeout_s=settings.llm.timeout_s,
+            max_retries=settings.llm.max_retries,
+            keep_prompt=settings.store.keep_prompt_text,
+            dtype=settings.store.logprobs_dtype,
             on_progress=advance,
         )
     server = "n/a" if report.server_tokens_per_s is None else f"{report.server_tokens_per_s:.1f}"
@@ -294,7 +296,7 @@ def proxy(
 
     settings = settings_of(ctx, db)
     console.print(
-        f"proxy on http://127.0.0.1:{port or settings.proxy_port}/v1 -> {upstream}; "
+        f"proxy on http://127.0.0.1:{port or settings.proxy.port}/v1 -> {upstream}; "
         f"spill file {spill_path(settings)}",
         highlight=False,
         soft_wrap=True,

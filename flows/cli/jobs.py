@@ -81,9 +81,7 @@ def nightly(
 
     result = nightly_flow(
         by=by,
-        db_url=settings.store_url,
-        tracking_uri=settings.tracking_uri,
-        home=str(settings.home),
+        settings=settings,
         acquire=True,
         labeler=labeler,
         budget=budget,

@@ -89,9 +89,7 @@ def run_train(
             calibration=calibration,
             balanced=balanced,
             force=force,
-            db_url=settings.store_url,
-            tracking_uri=settings.tracking_uri,
-            home=str(settings.home),
+            settings=settings,
         )
     trained = report["supervision"]
     scores = report["challenger"]
@@ -266,13 +264,13 @@ def print_estimates(
             if use_labels
             else "labels not used (--no-use-labels)"
         )
-        + f"; intervals at confidence {settings.confidence:g}.\n"
+        + f"; intervals at confidence {settings.monitor.confidence:g}.\n"
         "method: bootstrap = label-free (widened by the estimator's held-out error); "
         "ppi = prediction-powered with the slice's labels; active = the same, weighted by "
         "an active campaign's inclusion probabilities; wilson = every trace labelled; "
         "ppi_recent = label-free corrected by the slice's recent labels. labels: "
         "labelled traces in the slice; observed: their accuracy; too few: fewer than "
-        f"{settings.min_slice_n} traces.",
+        f"{settings.monitor.min_slice_n} traces.",
         highlight=False,
         soft_wrap=True,
     )

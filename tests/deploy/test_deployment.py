@@ -60,12 +60,19 @@ def test_the_monitor_deployment_runs_through_the_process_worker(
     )
     assert [s["schedule"]["cron"] for s in nightly["schedules"]] == ["0 2 * * *"]
     assert nightly["work_pool_name"] == "sentinel-process"
+    # Deployed runs retry once, five minutes on (direct calls do not: flows/settings.py).
+    env = nightly["job_variables"]["env"]
+    assert env["PREFECT_FLOWS_DEFAULT_RETRIES"] == "1"
+    assert env["PREFECT_FLOWS_DEFAULT_RETRY_DELAY_SECONDS"] == "300"
 
+    # One settings object, as the Prefect UI's form for the deployment builds it.
     params = {
         "by": "benchmark",
-        "db_url": store_url,
-        "tracking_uri": tracking_uri,
-        "home": str(home),
+        "settings": {
+            "home": str(home),
+            "store": {"db_url": store_url},
+            "tracking": {"mlflow_tracking_uri": tracking_uri},
+        },
     }
     out = prefect(
         server_env,

@@ -18,6 +18,7 @@ import pytest
 
 from sentinel_core.corpus import iter_sample_records
 from sentinel_core.ingest import ingest_records
+from sentinel_core.settings import Settings
 from sentinel_core.store import add_labels, open_store
 
 CORPORA = ("corpus-dev", "corpus-collected")
@@ -61,8 +62,12 @@ class Env:
     db_url: str
     tracking_uri: str
 
-    def kwargs(self) -> dict[str, str]:
-        return {"db_url": self.db_url, "tracking_uri": self.tracking_uri, "home": str(self.home)}
+    def settings(self) -> Settings:
+        """The one settings object a test run of a flow takes."""
+        return Settings(home=self.home, db_url=self.db_url, mlflow_tracking_uri=self.tracking_uri)
+
+    def kwargs(self) -> dict[str, Settings]:
+        return {"settings": self.settings()}
 
     def client(self) -> Any:
         from mlflow import MlflowClient

@@ -52,7 +52,6 @@ def test_an_active_campaign_labels_every_slice_and_its_labels_are_weighted_in_th
     from datetime import datetime
 
     from flows.cli.model import Window, scored_slices
-    from flows.settings import flow_settings
 
     dev, collected = corpus_records()[:134], corpus_records()[134:]
     seed_store(env.db_url, dev, source="labelled")
@@ -72,7 +71,7 @@ def test_an_active_campaign_labels_every_slice_and_its_labels_are_weighted_in_th
 
     # The new traffic's own estimate (created after the dev traces) weights each label by
     # the probability the plan gave it: method "active" in every slice.
-    settings = flow_settings(**env.kwargs())
+    settings = env.settings()
     _frame, _probs, estimates, _served = scored_slices(
         settings, by="benchmark", use_labels=True, window=Window(datetime(2026, 11, 23, 19))
     )

@@ -8,7 +8,6 @@ import pytest
 from flows.retrain import retrain
 from sentinel_core.estimator import EntropyEstimator
 from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
-from sentinel_core.settings import Settings
 from tasks.registry import CHAMPION, IDEMPOTENCY_TAG
 from tests.factories import plant_champion
 from tests.flows.conftest import Env
@@ -80,7 +79,7 @@ def _register_poor_champion(env: Env) -> str:
     easiest = frame[frame["slice"] == accuracy.idxmax()]
     X = easiest[list(FEATURE_NAMES)]
     y = np.ones(len(easiest), dtype=int)  # everything "correct": a constant 0.99 estimator
-    settings = Settings(home=env.home, db_url=env.db_url, mlflow_tracking_uri=env.tracking_uri)
+    settings = env.settings()
     return plant_champion(settings, EntropyEstimator(search=False).fit(X, y), calibration_error=0.0)
 
 

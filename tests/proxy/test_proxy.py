@@ -285,7 +285,7 @@ def test_store_down_spills_then_sentinel_ingest_stores(
     assert proxied.state.writer.wait_idle(10)
     counts = proxied.state.writer.counts.snapshot()
     assert (counts["spilled"], counts["stored"], counts["dropped_queue_full"]) == (2, 0, 0)
-    spill = proxied.settings.proxy_spill_path
+    spill = proxied.settings.proxy.spill_path
     assert spill is not None
     lines = spill.read_bytes().splitlines()
     assert len(lines) == 2

@@ -298,11 +298,14 @@ def test_predicted_residual_sd_is_floored() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: sampling_probabilities([0.2, 1.5], 1), r"expected p_correct to hold"),
-        (lambda: sampling_probabilities([], 0), r"expected p_correct with at least 1"),
+        (
+            lambda: sampling_probabilities([0.2, 1.5], 1),
+            r"p_correct must hold finite values in \[0, 1\]",
+        ),
+        (lambda: sampling_probabilities([], 0), r"p_correct must be a non-empty 1-D array"),
         (lambda: sampling_probabilities([0.2, 0.5], 3), r"expected n_labels >= 0 and <= 2"),
         (lambda: sampling_probabilities([0.2, 0.5], 1, floor=-0.1), r"expected floor"),
-        (lambda: sampling_probabilities([[0.2, 0.5]], 1), r"expected p_correct of shape"),
+        (lambda: sampling_probabilities([[0.2, 0.5]], 1), r"p_correct must be 1-D of shape \(n,\)"),
         (
             lambda: active_mean_interval([0.5] * 4, [0.5] * 3, [0, 1], [1, 0]),
             r"expected pi of the same length",

@@ -51,7 +51,7 @@ def test_aee_rejects_estimates_and_truths_of_different_lengths() -> None:
 
 
 def test_aee_rejects_an_accuracy_outside_the_unit_interval() -> None:
-    with pytest.raises(InvalidInputError, match=r"must lie in \[0, 1\]"):
+    with pytest.raises(InvalidInputError, match=r"must hold finite values in \[0, 1\]"):
         aee([1.2], [0.6])
 
 

@@ -26,9 +26,9 @@ def test_label_free_is_the_labelled_recipe_without_labels() -> None:
         scored.p,
         scored.slice,
         calibration_error=0.05,
-        confidence=settings.confidence,
+        confidence=settings.monitor.confidence,
         n_boot=300,
-        min_n=settings.min_slice_n,
+        min_n=settings.monitor.min_slice_n,
         seed=settings.seed,
     )
     assert free == direct

@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from sentinel_core.errors import require_extra
 from sentinel_core.settings import Settings
 
 #: Seconds after which a flow run is failed: far above a normal night's work, so only a
@@ -29,6 +30,7 @@ def task_runner(settings: Settings) -> Any:
     thread each (the estimator limits BLAS to one thread anyway).
     """
     if settings.runner.task_runner == "dask":
+        require_extra("dask")
         from prefect_dask import DaskTaskRunner
 
         if settings.runner.dask_address:

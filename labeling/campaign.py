@@ -35,7 +35,7 @@ from labeling.base import AsyncLabeler, LabelingError, LabelOutcome, LabelReques
 from sentinel_core import ledger
 from sentinel_core.acquisition import Design, Plan, Unit, plan
 from sentinel_core.active import DEFAULT_AUDIT_SHARE
-from sentinel_core.errors import InvalidInputError
+from sentinel_core.errors import InvalidInputError, require_extra
 from sentinel_core.schema import CampaignItemRow, LabelRow, TraceRow
 from sentinel_core.settings import Settings
 from sentinel_core.slices import SliceEstimate
@@ -93,10 +93,12 @@ def make_labeler(settings: Settings, kind: str) -> SyncLabeler | AsyncLabeler:
 
         return ExactLabeler()
     if kind == "judge":
+        require_extra("llm")
         from labeling.judge import JudgeLabeler
 
         return JudgeLabeler.from_settings(settings)
     if kind == "label-studio":
+        require_extra("label-studio")
         from labeling.label_studio import LabelStudioLabeler
 
         return LabelStudioLabeler.from_settings(settings)

@@ -32,7 +32,7 @@ from flows.cli.base import (
     progress_bar,
     settings_of,
 )
-from sentinel_core.errors import SentinelError
+from sentinel_core.errors import SentinelError, require_extra
 from sentinel_core.settings import Settings
 
 
@@ -227,6 +227,7 @@ def collect(
     """Send the prompts not yet stored to an LLM server; store responses with top-20 logprobs."""
     import time
 
+    require_extra("llm")
     from tasks.collect import collect as collect_responses
 
     settings = settings_of(ctx, db)

@@ -15,10 +15,14 @@ the estimator's P(correct) and slice, a required single choice
 - ``collect`` reads the annotated tasks back (every page), keeps those of the
   given trace ids, and parses each annotation once, here, into ``Annotation``;
   nothing downstream digs in Label Studio's ``result`` JSON. Cancelled
-  (skipped) annotations are ignored. When a trace has several annotations (a
-  project with overlap, or an annotator who re-labelled), the latest one wins
-  (greatest ``updated_at``, then greatest id). A label costs
-  ``price_per_label``.
+  (skipped) annotations are ignored. A task counts once it has the annotations
+  Label Studio waits for: two for the overlap share of tasks (``overlap``, Label
+  Studio's ``overlap_cohort_percentage`` with ``maximum_annotations=2``), one for
+  the rest. The latest annotation decides the label (greatest ``updated_at``, then
+  greatest id); every annotation's verdict is kept in the label's ``choices``, so
+  the campaign status can report the agreement on the tasks labelled twice. Each
+  annotation costs ``price_per_label`` (Label Studio counts annotations, not
+  people: a second annotation by the same person counts as a second verdict).
 
 Talks to the server with ``label-studio-sdk``'s v2 client and a legacy API
 token (``Authorization: Token <key>``, what ``scripts/label-studio`` creates).
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, Literal, TypeVar
 
@@ -302,6 +307,7 @@ class LabelStudioLabeler:
         timeout_s: float = 30.0,
         show_p: ShowP = "hidden",
         model_version: str = "entropy-sentinel",
+        overlap: float = 0.0,
     ) -> None:
         if not api_key:
             raise LabelingError(
@@ -312,11 +318,14 @@ class LabelStudioLabeler:
             raise InvalidInputError("expected a non-empty Label Studio project title, got ''")
         if not price_per_label >= 0.0:
             raise InvalidInputError(f"expected price_per_label >= 0 USD, got {price_per_label!r}")
+        if not 0.0 <= overlap <= 1.0:
+            raise InvalidInputError(f"expected an overlap share in [0, 1], got {overlap!r}")
         self.url = url.rstrip("/")
         self.project_title = project_title
         self.price_per_label = float(price_per_label)
         self.show_p: ShowP = show_p
         self.model_version = model_version
+        self.overlap = float(overlap)
         self._project_id: int | None = None
         # Ours, so that close() can close it (the SDK never closes the one it makes).
         self._http = httpx.Client(timeout=timeout_s, follow_redirects=True)
@@ -347,6 +356,7 @@ class LabelStudioLabeler:
             price_per_label=settings.label_studio.price_per_label,
             show_p=settings.label_studio.show_p_correct,
             model_version=settings.tracking.registered_model,
+            overlap=settings.label_studio.overlap,
         )
 
     def close(self) -> None:
@@ -364,9 +374,14 @@ class LabelStudioLabeler:
         """The labeler kind stored with each label."""
         return LABELER
 
+    @property
+    def annotators_per_task(self) -> int:
+        """The most annotations a task may need: 2 with an overlap share, else 1."""
+        return 2 if self.overlap > 0.0 else 1
+
     def max_cost(self, request: LabelRequest) -> float:
-        """One human label, at the project's price (USD)."""
-        return self.price_per_label
+        """The most one task can cost (USD): two annotations where overlap may pick it."""
+        return self.price_per_label * self.annotators_per_task
 
     def project_id(self) -> int:
         """The id of the project titled ``project_title``, created on first use."""
@@ -401,7 +416,11 @@ class LabelStudioLabeler:
                     show_instruction=True,
                     show_collab_predictions=False,
                     show_skip_button=True,
-                    maximum_annotations=1,
+                    # Label Studio's own overlap: this share of the tasks (the "cohort")
+                    # waits for two annotations before it counts as labelled.
+                    maximum_annotations=self.annotators_per_task,
+                    overlap_cohort_percentage=round(100 * self.overlap),
+                    show_overlap_first=True,
                 ),
             )
             if created.id is None:
@@ -413,7 +432,7 @@ class LabelStudioLabeler:
 
     def existing_trace_ids(self) -> set[str]:
         """The trace ids the project's tasks already carry."""
-        return {data.trace_id for _, data, _ in self._iter_tasks(with_annotations=False)}
+        return {task.data.trace_id for task in self._iter_tasks(with_annotations=False)}
 
     def submit(self, requests: Sequence[LabelRequest]) -> int:
         """Import tasks for the requests whose trace id the project lacks; how many were new."""
@@ -469,13 +488,14 @@ class LabelStudioLabeler:
         found: list[Annotation] = []
         if not wanted:
             return found
-        for task_id, data, raw_annotations in self._iter_tasks(with_annotations=True):
-            if data.trace_id not in wanted:
+        for task in self._iter_tasks(with_annotations=True):
+            if task.data.trace_id not in wanted:
                 continue
-            for raw in raw_annotations:
-                annotation = parse_annotation(task_id, data.trace_id, raw)
-                if annotation is not None:
-                    found.append(annotation)
+            parsed = [parse_annotation(task.id, task.data.trace_id, raw) for raw in task.raw]
+            done = [a for a in parsed if a is not None]
+            # A task in the overlap cohort is labelled once it has all its annotators.
+            if len(done) >= task.overlap:
+                found.extend(done)
         return found
 
     def collect(self, trace_ids: Collection[str]) -> list[LabelOutcome]:
@@ -485,13 +505,17 @@ class LabelStudioLabeler:
             by_trace.setdefault(annotation.trace_id, []).append(annotation)
         outcomes = []
         for trace_id in sorted(by_trace):
-            chosen = latest(by_trace[trace_id])
+            annotations = sorted(by_trace[trace_id], key=Annotation.sort_key)
+            chosen = latest(annotations)
             outcomes.append(
                 LabelOutcome(
                     trace_id=trace_id,
                     correct=chosen.correct,
-                    cost=self.price_per_label,
+                    cost=self.price_per_label * len(annotations),
                     detail={
+                        # Every annotator's verdict, oldest first: the campaign status
+                        # reads the agreement of the tasks with two from here.
+                        "choices": [a.choice for a in annotations],
                         "annotation_id": chosen.annotation_id,
                         "task_id": chosen.task_id,
                         "project_id": self.project_id(),
@@ -525,10 +549,8 @@ class LabelStudioLabeler:
             if not items or pager.response.next is None:
                 return
 
-    def _iter_tasks(
-        self, *, with_annotations: bool
-    ) -> Iterator[tuple[int, TaskData, list[object]]]:
-        """(task id, data, raw annotations) of the project's tasks, every page.
+    def _iter_tasks(self, *, with_annotations: bool) -> Iterator[_Task]:
+        """The project's tasks (id, data, raw annotations, annotations needed), every page.
 
         Tasks whose data has no ``trace_id`` (not imported by this labeler) are
         skipped. Pages are walked by hand, as in ``_iter_projects``.
@@ -572,7 +594,8 @@ class LabelStudioLabeler:
                         f"task {task.id} (trace {data.trace_id!r}): expected a list of "
                         f"annotations from {self.url}, got {_short(raw)}"
                     )
-                yield task.id, data, list(raw)
+                overlap = getattr(task, "overlap", None)
+                yield _Task(task.id, data, list(raw), overlap if isinstance(overlap, int) else 1)
             if len(tasks) < PAGE_SIZE or seen >= pager.response.total:
                 return
 
@@ -605,6 +628,14 @@ class LabelStudioLabeler:
                 f"{type(exc).__name__}: {exc} (is it running? scripts/label-studio status)",
                 retryable=True,
             ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    id: int
+    data: TaskData
+    raw: list[object]
+    overlap: int  # annotations Label Studio waits for (2 in the overlap cohort)
 
 
 def _short(value: object, limit: int = 300) -> str:

@@ -111,8 +111,41 @@ class BudgetState:
 
 
 @dataclass(frozen=True, slots=True)
+class Agreement:
+    """How often two verdicts on one response agreed (a campaign's overlap share).
+
+    ``n_tasks``: labelled responses with two verdicts or more; ``n_agree``: those
+    whose first two verdicts are the same; ``kappa``: Cohen's kappa of first against
+    second verdict (NaN when it is undefined: fewer than two tasks, or one class).
+    """
+
+    n_tasks: int
+    n_agree: int
+    kappa: float
+
+    @property
+    def share(self) -> float:
+        """Observed agreement, ``n_agree / n_tasks`` (NaN without overlapping tasks)."""
+        return self.n_agree / self.n_tasks if self.n_tasks else float("nan")
+
+    @classmethod
+    def of(cls, verdicts: Sequence[Sequence[str]]) -> Agreement:
+        """From each response's verdicts, oldest first (responses with one are skipped)."""
+        pairs = [(v[0], v[1]) for v in verdicts if len(v) >= 2]
+        kappa = float("nan")
+        first, second = [a for a, _ in pairs], [b for _, b in pairs]
+        if len(pairs) >= 2 and len(set(first) | set(second)) > 1:
+            from sklearn.metrics import cohen_kappa_score
+
+            with np.errstate(divide="ignore", invalid="ignore"):
+                kappa = float(cohen_kappa_score(first, second))
+        return cls(len(pairs), sum(a == b for a, b in pairs), kappa)
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignState:
-    """A campaign, its budget and the counts of its items per state and slice."""
+    """A campaign, its budget, the counts of its items per state and slice, and the
+    agreement of its responses labelled twice."""
 
     id: str
     by: str
@@ -120,6 +153,7 @@ class CampaignState:
     budget: BudgetState
     plan: Plan
     per_slice: dict[str, dict[str, float]]
+    agreement: Agreement
 
     @property
     def done(self) -> bool:
@@ -425,7 +459,8 @@ def load_campaign(engine: Engine, campaign_id: str) -> CampaignState:
     per_slice: dict[str, dict[str, float]] = {}
     for s in plan.slices:
         per_slice[s.slice] = _empty_counts()
-    for item in items(engine, campaign_id):
+    campaign_items = items(engine, campaign_id)
+    for item in campaign_items:
         slot = per_slice.setdefault(item.slice, _empty_counts())
         slot[item.state] += 1
         slot["spent"] += item.cost if item.state in ("labelled", "failed") else 0.0
@@ -438,7 +473,31 @@ def load_campaign(engine: Engine, campaign_id: str) -> CampaignState:
         budget=budget_state(engine, budget),
         plan=plan,
         per_slice=per_slice,
+        agreement=Agreement.of(_verdicts(engine, campaign_items)),
     )
+
+
+def _verdicts(engine: Engine, campaign_items: Sequence[Any]) -> list[list[str]]:
+    """Every labelled item's verdicts, from its label's ``choices`` (oldest first)."""
+    labelled = {(i.trace_id, i.labeler) for i in campaign_items if i.state == "labelled"}
+    if not labelled:
+        return []
+    found: list[list[str]] = []
+    with Session(engine) as session:
+        wanted = sorted({t for t, _ in labelled})
+        for start in range(0, len(wanted), _ID_CHUNK):
+            chunk = wanted[start : start + _ID_CHUNK]
+            rows = session.exec(select(LabelRow).where(col(LabelRow.trace_id).in_(chunk))).all()
+            for row in rows:
+                if (row.trace_id, row.labeler) not in labelled or not row.detail:
+                    continue
+                try:
+                    choices = json.loads(row.detail).get("choices")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(choices, list) and all(isinstance(c, str) for c in choices):
+                    found.append(choices)
+    return found
 
 
 def _empty_counts() -> dict[str, float]:

@@ -243,6 +243,15 @@ class LabelStudioSettings(_Section):
             "'exact'. The Data Manager can sort by the prediction score in every case."
         ),
     )
+    overlap: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of Label Studio tasks labelled twice, so that annotator agreement "
+        "is known (`sentinel campaign status`); e.g. 0.1. Off by default because it costs: "
+        "Label Studio picks which tasks, so the campaign reserves two labels' price for "
+        "every task and releases what is not spent.",
+    )
     poll_s: float = Field(
         default=5.0, gt=0.0, le=3600.0, description="Seconds between polls for new annotations."
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from typing import Annotated, Any
 
 import typer
@@ -176,7 +177,7 @@ def status_command(
     state = load_campaign(engine_of(settings_of(ctx, db), create=False), campaign_id)
     _print_status(state)
     if as_json:
-        b = state.budget
+        b, a = state.budget, state.agreement
         payload = {
             "id": state.id,
             "labeler": state.labeler,
@@ -188,6 +189,12 @@ def status_command(
                 "spent": b.committed,
             },
             "slices": state.per_slice,
+            "agreement": {
+                "n_tasks": a.n_tasks,
+                "n_agree": a.n_agree,
+                "share": None if a.n_tasks == 0 else a.share,
+                "kappa": None if math.isnan(a.kappa) else a.kappa,
+            },
         }
         out.print(json.dumps(payload), soft_wrap=True)
 
@@ -215,3 +222,11 @@ def _print_status(state: Any) -> None:
             f"{c['spent']:g}",
         )
     out.print(table)
+    a = state.agreement
+    if a.n_tasks:
+        kappa = "undefined (one verdict only)" if math.isnan(a.kappa) else f"{a.kappa:.2f}"
+        out.print(
+            f"agreement: {a.n_agree} of {a.n_tasks} responses labelled twice got the same "
+            f"verdict ({a.share:.0%}); Cohen's kappa {kappa}",
+            highlight=False,
+        )

@@ -25,6 +25,7 @@ from labeling.label_studio import (
     TaskData,
     parse_annotation,
 )
+from sentinel_core.errors import InvalidInputError
 from sentinel_core.settings import Settings
 from tests.labeling.conftest import LabelStudioServer
 
@@ -396,3 +397,41 @@ def test_from_settings_reads_url_token_project_and_price() -> None:
         assert labeler.url == "http://127.0.0.1:1"
         assert labeler.project_title == "my-project"
         assert labeler.max_cost(_requests("t")[0]) == 0.75
+
+
+@pytest.mark.services
+def test_with_full_overlap_a_task_counts_once_two_verdicts_are_in_and_both_are_kept(
+    label_studio: LabelStudioServer, project_title: str, sdk: LabelStudioBase, http: httpx.Client
+) -> None:
+    with LabelStudioLabeler(
+        url=label_studio.url,
+        api_key=label_studio.token,
+        project_title=project_title,
+        price_per_label=PRICE,
+        overlap=1.0,
+    ) as labeler:
+        assert labeler.max_cost(_requests("x")[0]) == pytest.approx(2 * PRICE)
+        labeler.submit(_requests("agree", "disagree"))
+        project = sdk.projects.get(labeler.project_id())
+        assert project.maximum_annotations == 2
+        assert project.overlap_cohort_percentage == 100
+        agree = _task_id(sdk, labeler.project_id(), "agree")
+        disagree = _task_id(sdk, labeler.project_id(), "disagree")
+        _annotate(http, agree, choice="correct")
+        assert labeler.collect(["agree", "disagree"]) == []  # one verdict of two
+        _annotate(http, agree, choice="correct")
+        _annotate(http, disagree, choice="incorrect")
+        _annotate(http, disagree, choice="correct")
+        outcomes = {o.trace_id: o for o in labeler.collect(["agree", "disagree"])}
+    assert outcomes["agree"].detail["choices"] == ["correct", "correct"]
+    assert outcomes["disagree"].detail["choices"] == ["incorrect", "correct"]
+    assert outcomes["disagree"].correct is True  # the latest verdict decides
+    assert [o.cost for o in outcomes.values()] == [pytest.approx(2 * PRICE)] * 2
+
+
+def test_an_overlap_share_outside_zero_and_one_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="overlap share in"):
+        LabelStudioLabeler(
+            url="http://127.0.0.1:9", api_key="k", project_title="t", price_per_label=0.1,
+            overlap=1.5,
+        )  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -140,6 +142,27 @@ def test_the_campaign_status_counts_states_and_spend_per_slice(
     assert counts["spent"] == pytest.approx(0.5)
     assert counts["correct"] == 1
     assert not state.done
+    assert state.agreement.n_tasks == 0  # no label with two verdicts
+
+
+def test_the_campaign_status_reports_the_agreement_of_responses_labelled_twice(
+    engine: Engine, trace_ids: list[str]
+) -> None:
+    ledger.create_budget(engine, "b", total=10.0, unit="usd")
+    ledger.create_campaign(engine, "c", make_plan(trace_ids[:3]), budget="b", labeler="human")
+    verdicts = (["correct", "correct"], ["correct", "incorrect"], ["incorrect"])
+    for row, choices in zip(open_items(engine, "c"), verdicts, strict=True):
+        ledger.reserve(engine, row.id, 1.0, labeler="human")  # type: ignore[arg-type]
+        ledger.settle(
+            engine,
+            row.id,  # type: ignore[arg-type]
+            correct=choices[-1] == "correct",
+            cost=0.5 * len(choices),
+            labeler="human",
+            detail=json.dumps({"choices": choices}),
+        )
+    agreement = ledger.load_campaign(engine, "c").agreement
+    assert (agreement.n_tasks, agreement.n_agree) == (2, 1)
 
 
 WORKER = textwrap.dedent(
@@ -200,3 +223,28 @@ def test_two_campaigns_spending_one_budget_at_once_never_go_over(
     with Session(engine) as session:
         stored = session.exec(select(LabelRow).where(LabelRow.labeler == "judge")).all()
     assert len(stored) == len(labelled)
+
+
+def test_agreement_counts_the_first_two_verdicts_of_responses_labelled_twice() -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    from sentinel_core.ledger import Agreement
+
+    verdicts = [
+        ["correct", "correct"],
+        ["correct", "incorrect"],
+        ["incorrect", "incorrect", "correct"],
+        ["incorrect", "incorrect"],
+        ["correct"],
+    ]
+    agreement = Agreement.of(verdicts)
+    assert (agreement.n_tasks, agreement.n_agree) == (4, 3)
+    assert agreement.share == 0.75
+    first = ["correct", "correct", "incorrect", "incorrect"]
+    second = ["correct", "incorrect", "incorrect", "incorrect"]
+    assert agreement.kappa == pytest.approx(cohen_kappa_score(first, second))
+    none = Agreement.of([["correct"], ["incorrect"]])
+    assert none.n_tasks == 0
+    assert math.isnan(none.share)
+    assert math.isnan(none.kappa)
+    assert math.isnan(Agreement.of([["correct", "correct"], ["correct", "correct"]]).kappa)

@@ -9,7 +9,7 @@ nightly ``retrain`` flow both build one (``flows.retrain``), so they cannot disa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import get_args
+from typing import Any, get_args
 
 from sentinel_core.errors import InvalidInputError
 from sentinel_core.estimator import (
@@ -17,6 +17,8 @@ from sentinel_core.estimator import (
     ATCClassifier,
     Calibration,
     EntropyEstimator,
+    estimate_held_out_calibration_error,
+    fit_estimator,
     make_estimator,
 )
 
@@ -55,6 +57,17 @@ class Recipe:
             search=search,
             random_state=self.seed,
         )
+
+    def fit(self, X: Any, y: Any, groups: Any) -> tuple[EntropyEstimator | ATCClassifier, float]:
+        """Fit and calibrate on ``X`` (the 11 features), ``y`` (0/1), ``groups`` (each
+        row's slice); the estimator and its held-out slice error (leave-one-slice-out
+        median, NaN with one slice). The challenger of a retrain and a notebook's
+        ``SliceMonitor.fit`` are both made here."""
+        estimator = fit_estimator(self.make(), X, y, groups=groups)
+        held_out = estimate_held_out_calibration_error(
+            X, y, groups, estimator_factory=lambda: self.make(search=False)
+        )
+        return estimator, held_out
 
     @property
     def name(self) -> str:

@@ -23,11 +23,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.utilities.context import get_task_and_flow_run_ids
 
+from sentinel_core.charts import slice_chart, trend_chart
 from sentinel_core.drift import DriftAlert
 from sentinel_core.runs import run_history
 from sentinel_core.settings import Settings
 from sentinel_core.slices import SliceEstimate
-from tasks.charts import slice_chart, trend_chart
 from tasks.store import engine_for
 from tasks.tracking import log_report
 

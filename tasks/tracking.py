@@ -22,6 +22,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from sentinel_core.charts import estimate_vs_truth_chart, reliability_chart, slice_chart
 from sentinel_core.drift import DriftAlert
 from sentinel_core.estimator import ATCClassifier, EntropyEstimator
 from sentinel_core.features import FEATURE_SET_VERSION
@@ -31,7 +32,6 @@ from sentinel_core.recipe import Recipe
 from sentinel_core.schema import Watermark
 from sentinel_core.settings import Settings
 from sentinel_core.slices import SliceEstimate
-from tasks.charts import estimate_vs_truth_chart, reliability_chart, slice_chart
 from tasks.registry import Tracking, log_estimator, tracking_for
 
 FLOW_RUN_TAG = "prefect_flow_run_id"

@@ -22,8 +22,6 @@ from sentinel_core.errors import SentinelError
 from sentinel_core.estimator import (
     ATCClassifier,
     EntropyEstimator,
-    estimate_held_out_calibration_error,
-    fit_estimator,
 )
 from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from sentinel_core.promotion import (
@@ -163,8 +161,4 @@ def fit_challenger(
     (NaN when the supervision set holds one slice: the served error is then 1.0)."""
     frame = labelled_frame(settings, by).set_index("trace_id").loc[trace_ids]
     X, y = frame[list(FEATURE_NAMES)], frame["label"].to_numpy().astype(int)
-    estimator = fit_estimator(recipe.make(), X, y, groups=frame["slice"].to_numpy())
-    held_out = estimate_held_out_calibration_error(
-        X, y, frame["slice"].to_numpy(), estimator_factory=lambda: recipe.make(search=False)
-    )
-    return estimator, held_out
+    return recipe.fit(X, y, frame["slice"].to_numpy())

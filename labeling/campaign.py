@@ -269,6 +269,23 @@ def run_campaign(
     return report
 
 
+def settle_pushed(engine: Engine, outcome: LabelOutcome, *, labeler: str) -> int:
+    """Store a label that arrived by push (a Label Studio webhook) and commit its cost on
+    every campaign item waiting for it; how many items it settled.
+
+    The same ledger transaction as a polled label (``ledger.settle``): stored before the
+    sender is answered, and a label already settled (by a poll, or a repeated delivery)
+    settles nothing again.
+    """
+    settled = 0
+    for row in ledger.waiting_items(engine, outcome.trace_id, labeler=labeler):
+        assert row.id is not None
+        unit = ledger.load_campaign(engine, row.campaign_id).budget.unit
+        report = RunReport(campaign_id=row.campaign_id, labeler=labeler)
+        settled += _settle(engine, row.id, outcome, unit, labeler, report)
+    return settled
+
+
 def _amount(unit: str, usd: float) -> float:
     return 1.0 if unit == "labels" else usd
 

@@ -62,6 +62,8 @@ CHOICE_NAME = "verdict"
 """``from_name`` of the required Choices control (``correct`` / ``incorrect``)."""
 COMMENT_NAME = "comment"
 """``from_name`` of the optional TextArea."""
+#: Header carrying the shared secret on each webhook delivery (when one is set).
+WEBHOOK_SECRET_HEADER: Final = "X-Sentinel-Webhook-Secret"
 CORRECT: Final = "correct"
 INCORRECT: Final = "incorrect"
 PROMPT_NOT_STORED = "(prompt not stored)"
@@ -287,6 +289,59 @@ def parse_annotation(task_id: int, trace_id: str, raw: object) -> Annotation | N
     )
 
 
+#: The webhook actions whose payload carries one annotation and its task.
+WEBHOOK_ACTIONS: Final = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+
+
+def outcome_from_webhook(
+    payload: object, *, price_per_label: float
+) -> tuple[LabelOutcome | None, str]:
+    """The label one Label Studio webhook delivers, and what was decided about it.
+
+    ``payload`` is the JSON body Label Studio POSTs (``send_payload``): ``action``,
+    ``annotation`` and its ``task``. No label (None, with the reason) for another
+    action, a task this labeler did not import, a cancelled annotation, or a task in
+    the overlap cohort (it needs two verdicts: the campaign's poll collects it). Raises
+    ``LabelingError`` naming what was expected when the payload does not have the shape
+    Label Studio sends.
+    """
+    if not isinstance(payload, dict):
+        raise LabelingError(f"expected a JSON object from Label Studio, got {_short(payload)}")
+    action = payload.get("action")
+    if action not in WEBHOOK_ACTIONS:
+        return None, f"action {action!r} carries no label"
+    task, raw = payload.get("task"), payload.get("annotation")
+    if not isinstance(task, dict) or not isinstance(task.get("id"), int):
+        raise LabelingError(f"expected a 'task' object with an id in {action}, got {_short(task)}")
+    try:
+        data = TaskData.model_validate(task.get("data"))
+    except ValidationError:
+        return None, f"task {task['id']} was not imported by this labeler (no trace_id)"
+    overlap = task.get("overlap")
+    if isinstance(overlap, int) and overlap > 1:
+        return None, f"task {task['id']} needs {overlap} verdicts: left to the campaign's poll"
+    annotation = parse_annotation(task["id"], data.trace_id, raw)
+    if annotation is None:
+        return None, f"annotation on task {task['id']} was cancelled (skipped)"
+    project = payload.get("project")
+    outcome = LabelOutcome(
+        trace_id=data.trace_id,
+        correct=annotation.correct,
+        cost=price_per_label,
+        detail={
+            "choices": [annotation.choice],
+            "annotation_id": annotation.annotation_id,
+            "task_id": annotation.task_id,
+            "project_id": project.get("id") if isinstance(project, dict) else None,
+            "annotator": annotation.completed_by,
+            "comment": annotation.comment,
+            "choice": annotation.choice,
+            "via": "webhook",
+        },
+    )
+    return outcome, f"{action} on task {task['id']} (trace {data.trace_id!r})"
+
+
 def latest(annotations: Sequence[Annotation]) -> Annotation:
     """The annotation that decides a trace's label: the most recently updated one."""
     if not annotations:
@@ -429,6 +484,49 @@ class LabelStudioLabeler:
                 )
             self._project_id = created.id
         return self._project_id
+
+    def register_webhook(self, url: str, *, secret: str | None = None) -> int:
+        """Have Label Studio POST the project's new and updated annotations to ``url``
+        (with their task); the webhook's id. Idempotent: a webhook of the project with
+        the same URL is reused (and its secret header updated)."""
+        project = self.project_id()
+        headers = {} if secret is None else {WEBHOOK_SECRET_HEADER: secret}
+        hooks = self._call(
+            f"the webhooks of project {project}",
+            lambda: self._client.webhooks.list(project=str(project)),
+        )
+        for hook in hooks:
+            if hook.url == url and hook.id is not None:
+                hook_id = hook.id
+                self._call(
+                    f"an update of webhook {hook_id}",
+                    partial(
+                        self._client.webhooks.update,
+                        hook_id,
+                        url=url,
+                        headers=headers,
+                        send_payload=True,
+                        send_for_all_actions=False,
+                        actions=list(WEBHOOK_ACTIONS),
+                        is_active=True,
+                    ),
+                )
+                return int(hook_id)
+        created = self._call(
+            f"a new webhook to {url} on project {project}",
+            lambda: self._client.webhooks.create(
+                url=url,
+                project=project,
+                send_payload=True,
+                send_for_all_actions=False,
+                actions=list(WEBHOOK_ACTIONS),
+                headers=headers,
+                is_active=True,
+            ),
+        )
+        if created.id is None:
+            raise LabelingError(f"expected the new webhook's id from {self.url}, got none")
+        return int(created.id)
 
     def existing_trace_ids(self) -> set[str]:
         """The trace ids the project's tasks already carry."""

@@ -263,6 +263,17 @@ def items(
         return list(session.exec(query.order_by(col(CampaignItemRow.id))).all())
 
 
+def waiting_items(engine: Engine, trace_id: str, *, labeler: str) -> list[CampaignItemRow]:
+    """The items of any campaign waiting for ``labeler``'s label on ``trace_id``."""
+    with Session(engine) as session:
+        query = select(CampaignItemRow).where(
+            CampaignItemRow.trace_id == trace_id,
+            CampaignItemRow.state == "submitted",
+            CampaignItemRow.labeler == labeler,
+        )
+        return list(session.exec(query.order_by(col(CampaignItemRow.id))).all())
+
+
 def reserve(engine: Engine, item_id: int, amount: float, *, labeler: str) -> bool:
     """Claim a planned item and reserve ``amount`` on its campaign's budget, atomically.
 

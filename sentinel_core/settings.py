@@ -243,6 +243,11 @@ class LabelStudioSettings(_Section):
             "'exact'. The Data Manager can sort by the prediction score in every case."
         ),
     )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret Label Studio sends with each webhook delivery "
+        "(`sentinel campaign receive` refuses deliveries without it; unset: none asked).",
+    )
     overlap: float = Field(
         default=0.0,
         ge=0.0,

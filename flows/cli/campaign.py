@@ -1,11 +1,12 @@
-"""``sentinel campaign plan|run|status``: labeling campaigns under a budget.
+"""``sentinel campaign plan|run|receive|status``: labeling campaigns under a budget.
 
 A plan ranks the slices by the champion's estimates, allocates the labels the
 budget buys and picks the responses (``sentinel_core.acquisition``); it is
 stored with its budget in the trace store. ``run`` spends that budget through
 one labeler (the ledger reserves before each action and commits with the
-label), and can be rerun after a crash. ``status`` shows spent, reserved and
-labelled, per slice.
+label), and can be rerun after a crash. ``receive`` takes Label Studio's annotations
+by webhook as they are made (``run`` polling stays the fallback). ``status`` shows
+spent, reserved and labelled, per slice, and the annotators' agreement.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flows.cli.base import check_budget, engine_of, out, progress_bar, settings_
 from flows.cli.model import scored_slices
 from labeling.campaign import LabelerKind, default_cost_per_label, make_labeler
 from sentinel_core.acquisition import Design, Unit
+from sentinel_core.errors import require_extra
 
 campaign_app = typer.Typer(
     help="Labeling campaigns: plan under a budget, run with a labeler, show status.",
@@ -162,6 +164,67 @@ def run_command(
     _print_status(load_campaign(engine, campaign_id))
     if as_json:
         out.print(json.dumps(report.to_dict()), soft_wrap=True)
+
+
+@campaign_app.command("receive")
+def receive_command(
+    ctx: typer.Context,
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the store.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65_535, help="Port (0: any free one).")] = 8093,
+    public_url: Annotated[
+        str | None,
+        typer.Option(help="URL Label Studio reaches the receiver at (default: http://HOST:PORT)."),
+    ] = None,
+) -> None:
+    """Receive Label Studio's annotations by webhook, storing each label as it comes.
+
+    Registers a webhook on the settings' Label Studio project (once; reused on a
+    restart) and serves until stopped (Ctrl-C). Each annotation is stored and its cost
+    committed before Label Studio is answered; `campaign run` (polling) stays the
+    fallback for anything missed while the receiver was down.
+    """
+    import signal
+
+    from labeling.label_studio import LabelStudioLabeler
+    from labeling.webhook import PATH, AnnotationReceiver
+
+    require_extra("label-studio")
+    settings = settings_of(ctx, db)
+    engine = engine_of(settings, create=False)
+    secret = settings.label_studio.webhook_secret
+    receiver = AnnotationReceiver(
+        engine,
+        price_per_label=settings.label_studio.price_per_label,
+        secret=None if secret is None else secret.get_secret_value(),
+        host=host,
+        port=port,
+    )
+    url = receiver.url if public_url is None else public_url.rstrip("/") + PATH
+    with LabelStudioLabeler.from_settings(settings) as labeler:
+        hook = labeler.register_webhook(url, secret=receiver.secret)
+        project = labeler.project_id()
+    # SIGTERM (a service manager's stop) ends the loop as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    out.print(
+        f"receiving Label Studio annotations at {url} (webhook {hook} on project {project}); "
+        "Ctrl-C to stop",
+        highlight=False,
+    )
+    try:
+        receiver.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.server_close()
+    out.print(
+        f"received {receiver.received} deliveries, settled {receiver.settled} label(s)",
+        highlight=False,
+    )
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 @campaign_app.command("status")

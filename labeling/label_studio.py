@@ -153,21 +153,15 @@ def shown_p(p_correct: float | None, show_p: ShowP) -> str:
 
 
 def prediction(p_correct: float, *, model_version: str) -> dict[str, Any]:
-    """A Label Studio prediction of the verdict with ``score`` = P(correct), so the Data
-    Manager can sort and filter tasks by it (annotators do not see predictions: the
-    project is created with ``show_collab_predictions`` off)."""
-    return {
-        "model_version": model_version,
-        "score": float(p_correct),
-        "result": [
-            {
-                "from_name": CHOICE_NAME,
-                "to_name": "response",
-                "type": "choices",
-                "value": {"choices": [CORRECT if p_correct >= 0.5 else INCORRECT]},
-            }
-        ],
-    }
+    """A Label Studio prediction with ``score`` = P(correct) and no verdict, so the Data
+    Manager can sort and filter tasks by it without anything to pre-fill.
+
+    The result is empty on purpose: Label Studio's labeling stream respects the
+    project's ``show_collab_predictions`` (off), but opening a task from the Data
+    Manager's list turns its prediction into a draft annotation whatever that setting
+    says (seen in Label Studio 1.23.2: the verdict came pre-selected), which would
+    anchor the annotator on the estimator's guess."""
+    return {"model_version": model_version, "score": float(p_correct), "result": []}
 
 
 class _RawResult(BaseModel):

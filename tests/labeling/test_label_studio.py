@@ -181,6 +181,7 @@ def test_submitted_tasks_carry_the_trace_id_question_response_p_correct_and_slic
     as_dict = a_prediction if isinstance(a_prediction, dict) else a_prediction.dict()
     assert as_dict["score"] == pytest.approx(0.5)
     assert as_dict["model_version"] == "entropy-sentinel"
+    assert as_dict["result"] == []  # nothing Label Studio could pre-fill as the verdict
     (b_prediction,) = scores["b"]
     b_dict = b_prediction if isinstance(b_prediction, dict) else b_prediction.dict()
     assert b_dict["score"] == pytest.approx(0.51)

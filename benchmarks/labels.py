@@ -81,9 +81,14 @@ from sentinel_core.slices import SliceEstimate, estimate_slices_with_labels  # n
 
 #: --corpus: which shipped real traces (sentinel_core/data/DATASHEET.md).
 CORPORA = {
-    "qwen1.5b": ("corpus-dev", "corpus-collected"),
+    "qwen1.5b": ("corpus-dev", "corpus-collected", "corpus-qwen2.5-coder-1.5b-extra"),
     "qwen0.5b": ("corpus-qwen2.5-coder-0.5b",),
-    "all": ("corpus-dev", "corpus-collected", "corpus-qwen2.5-coder-0.5b"),
+    "all": (
+        "corpus-dev",
+        "corpus-collected",
+        "corpus-qwen2.5-coder-1.5b-extra",
+        "corpus-qwen2.5-coder-0.5b",
+    ),
 }
 BUDGETS = (5, 10, 20, 40)
 GROUP_SIZES = (4, 4, 3, 3)

@@ -127,9 +127,10 @@ MODELS = {
     "1.5b": Model(
         "1.5b",
         "Qwen2.5-Coder-1.5B-Instruct",
-        ("corpus-dev", "corpus-collected"),
-        "corpus-dev from the shared traces and corpus-collected, gathered by "
-        "`sentinel collect` from the project's own llama-server",
+        ("corpus-dev", "corpus-collected", "corpus-qwen2.5-coder-1.5b-extra"),
+        "corpus-dev from the shared traces, corpus-collected and "
+        "corpus-qwen2.5-coder-1.5b-extra, gathered by `sentinel collect` from the project's "
+        "own llama-server (the extra on `prompts-first60`, the prompts the 0.5B answered)",
     ),
     "0.5b": Model(
         "0.5b",

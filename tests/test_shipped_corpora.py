@@ -60,15 +60,16 @@ def test_a_second_model_corpus_loads_with_20_top_logprobs_and_subset_prompts(
 
 
 def test_the_first_models_extra_responses_are_new_prompts_of_the_subset() -> None:
-    # corpus-qwen2.5-coder-1.5b-extra: more responses of the first model (the next 10 of
-    # each benchmark in collect's round-robin order), ids = prompt ids as in corpus-dev.
+    # corpus-qwen2.5-coder-1.5b-extra: more responses of the first model (the next 21-22
+    # of each benchmark in collect's round-robin order), ids = prompt ids as in corpus-dev.
     subset = _subset()
     pairs = list(iter_sample_records("corpus-qwen2.5-coder-1.5b-extra"))
     earlier = {record["id"] for corpus in QWEN for record, _ in iter_sample_records(corpus)}
-    assert len(pairs) == 140
-    assert Counter(r["metadata"]["benchmark"] for r, _ in pairs) == Counter(
-        dict.fromkeys({row["benchmark"] for row in subset.values()}, 10)
-    )
+    assert len(pairs) == 300
+    per_benchmark = Counter(r["metadata"]["benchmark"] for r, _ in pairs)
+    assert set(per_benchmark) == {row["benchmark"] for row in subset.values()}
+    assert set(per_benchmark.values()) == {21, 22}  # round-robin: even across benchmarks
+    assert len({r["id"] for r, _ in pairs}) == 300
     for record, label in pairs:
         assert record["model"] == "qwen2.5-coder-1.5b-instruct-q4_k_m"
         assert record["id"] == record["metadata"]["prompt_id"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -211,15 +212,22 @@ def _load_estimator(tracking: Tracking, version: str) -> EntropyEstimator | ATCC
     # The version's storage location, not a models:/ URI: MLflow resolves those through
     # its process-global registry URI.
     location = tracking.client.get_model_version_download_uri(tracking.model_name, version)
-    if location.startswith("file:"):
-        # The MLmodel file lists the skops types that trusted_types() vetted at logging.
-        estimator = mlflow.sklearn.load_model(location)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=location, dst_path=tmp, tracking_uri=tracking.uri
-            )
-            estimator = mlflow.sklearn.load_model(local)
+    # MLflow prepends the model's code/ folder (a partial copy of sentinel_core, for
+    # loading elsewhere) to sys.path; here the project is installed, so put sys.path
+    # back: processes spawned later (Dask workers) would import that partial copy.
+    path = list(sys.path)
+    try:
+        if location.startswith("file:"):
+            # The MLmodel file lists the skops types that trusted_types() vetted at logging.
+            estimator = mlflow.sklearn.load_model(location)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=location, dst_path=tmp, tracking_uri=tracking.uri
+                )
+                estimator = mlflow.sklearn.load_model(local)
+    finally:
+        sys.path[:] = path
     if not isinstance(estimator, EntropyEstimator | ATCClassifier):
         raise SentinelError(
             f"expected an EntropyEstimator in version {version} of {tracking.model_name!r}, "

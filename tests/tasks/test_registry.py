@@ -34,8 +34,14 @@ def test_two_stores_in_one_process_keep_their_own_models(
     plant_champion(two, _estimator(1), calibration_error=0.2)
     plant_champion(two, _estimator(2), calibration_error=0.3)
     assert (first, champion_version(two)) == ("1", "2")
+    import sys
+
+    path = list(sys.path)
     assert load_champion(one).calibration_error == 0.1
     assert load_champion(two).calibration_error == 0.3
+    # Loading leaves sys.path alone: the model's code/ folder (a partial sentinel_core)
+    # must not shadow the project in processes spawned later (Dask workers).
+    assert sys.path == path
     assert tracking_for(one).client is tracking_for(one).client
     assert tracking_for(one).client is not tracking_for(two).client
     assert mlflow.get_tracking_uri() == default_uri

@@ -489,34 +489,26 @@ class LabelStudioLabeler:
             f"the webhooks of project {project}",
             lambda: self._client.webhooks.list(project=str(project)),
         )
+        # Everything a webhook of ours says, on creation and on reuse alike (an update
+        # without ``actions`` would clear them).
+        spec: dict[str, Any] = {
+            "url": url,
+            "headers": headers,
+            "send_payload": True,
+            "send_for_all_actions": False,
+            "actions": list(WEBHOOK_ACTIONS),
+            "is_active": True,
+        }
         for hook in hooks:
             if hook.url == url and hook.id is not None:
-                hook_id = hook.id
                 self._call(
-                    f"an update of webhook {hook_id}",
-                    partial(
-                        self._client.webhooks.update,
-                        hook_id,
-                        url=url,
-                        headers=headers,
-                        send_payload=True,
-                        send_for_all_actions=False,
-                        actions=list(WEBHOOK_ACTIONS),
-                        is_active=True,
-                    ),
+                    f"an update of webhook {hook.id}",
+                    partial(self._client.webhooks.update, hook.id, **spec),
                 )
-                return int(hook_id)
+                return int(hook.id)
         created = self._call(
             f"a new webhook to {url} on project {project}",
-            lambda: self._client.webhooks.create(
-                url=url,
-                project=project,
-                send_payload=True,
-                send_for_all_actions=False,
-                actions=list(WEBHOOK_ACTIONS),
-                headers=headers,
-                is_active=True,
-            ),
+            partial(self._client.webhooks.create, project=project, **spec),
         )
         if created.id is None:
             raise LabelingError(f"expected the new webhook's id from {self.url}, got none")

@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sentinel_core.corpus import iter_sample_records  # noqa: E402
+from sentinel_core.estimator import predict_in_slices  # noqa: E402
 from sentinel_core.features import ALL_SCORE_NAMES, scores_from_flat  # noqa: E402
 from sentinel_core.ingest import ingest_records  # noqa: E402
 from sentinel_core.settings import Settings  # noqa: E402
@@ -174,7 +175,7 @@ def core_seconds(url: str, home: Path) -> tuple[float, float]:
     columns = [ALL_SCORE_NAMES.index(name) for name in served.feature_names]
     started = time.perf_counter()
     frame = pd.DataFrame(scores[:, columns], columns=list(served.feature_names))
-    probs = served.estimator.predict_proba(frame)[:, 1]
+    probs = predict_in_slices(served.estimator, frame, keys)
     estimate_slices_with_labels(
         probs,
         keys,

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from sentinel_core.corpus import iter_sample_records  # noqa: E402
 from sentinel_core.errors import InvalidInputError  # noqa: E402
-from sentinel_core.estimator import make_estimator  # noqa: E402
+from sentinel_core.estimator import make_estimator, predict_in_slices  # noqa: E402
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_NAMES, FEATURE_SET_VERSION  # noqa: E402
 from sentinel_core.ingest import ingest_records  # noqa: E402
 from sentinel_core.store import add_labels, load_scores, open_store, slice_values  # noqa: E402
@@ -94,7 +94,7 @@ def held_out_aee(
     """AEE over the held-out slices of a model fitted on ``train_rows``."""
     model = make_estimator(method, search=False, random_state=seed)
     model.fit(X[train_rows], y[train_rows].astype(int))
-    p = model.predict_proba(X[test])[:, 1]
+    p = predict_in_slices(model, X[test], keys[test])
     frame = pd.DataFrame({"slice": keys[test], "p": p, "y": y[test]}).groupby("slice").mean()
     return float((frame["p"] - frame["y"]).abs().mean())
 

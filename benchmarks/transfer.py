@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sentinel_core.corpus import iter_sample_records  # noqa: E402
-from sentinel_core.estimator import fit_estimator, make_estimator  # noqa: E402
+from sentinel_core.estimator import fit_estimator, make_estimator, predict_in_slices  # noqa: E402
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_NAMES, FEATURE_SET_VERSION  # noqa: E402
 from sentinel_core.ingest import ingest_records  # noqa: E402
 from sentinel_core.store import add_labels, load_scores, open_store, slice_values  # noqa: E402
@@ -76,14 +76,16 @@ def within(method: str, frame: pd.DataFrame) -> pd.Series:
     for name in sorted(frame["slice"].unique()):
         test = frame["slice"] == name
         model = _fit(method, frame[~test])
-        p = model.predict_proba(frame.loc[test, list(FEATURE_NAMES)])[:, 1]  # type: ignore[attr-defined]
+        p = predict_in_slices(
+            model, frame.loc[test, list(FEATURE_NAMES)], frame.loc[test, "slice"].to_numpy()
+        )
         errors[name] = abs(float(p.mean()) - float(frame.loc[test, "label"].mean()))
     return pd.Series(errors)
 
 
 def transfer(method: str, source: pd.DataFrame, target: pd.DataFrame) -> pd.Series:
     model = _fit(method, source)
-    probs = model.predict_proba(target[list(FEATURE_NAMES)])[:, 1]  # type: ignore[attr-defined]
+    probs = predict_in_slices(model, target[list(FEATURE_NAMES)], target["slice"].to_numpy())
     return slice_errors(np.asarray(probs), target)
 
 

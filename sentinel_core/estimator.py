@@ -45,6 +45,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
+from sentinel_core.anchoring import anchor_to_slices
 from sentinel_core.arrays import as_labels, as_vector, check_same_length
 from sentinel_core.errors import InvalidInputError, NotFittedError
 from sentinel_core.features import FEATURE_NAMES
@@ -59,13 +60,17 @@ __all__ = [
     "SERVABLE_METHODS",
     "ATCClassifier",
     "ATCEstimator",
+    "AnchoredEstimator",
     "Calibration",
     "EntropyEstimator",
     "Family",
     "ProbabilisticClassifier",
+    "ServableEstimator",
     "estimate_held_out_calibration_error",
     "fit_estimator",
     "make_estimator",
+    "predict_in_slices",
+    "score_parts",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -510,7 +515,7 @@ def estimate_held_out_calibration_error(
             model.fit(features[~held_out], labels[~held_out], groups=keys[~held_out])
         else:
             model.fit(features[~held_out], labels[~held_out])
-        p_correct = np.asarray(model.predict_proba(features[held_out]), dtype=np.float64)[:, 1]
+        p_correct = predict_in_slices(model, features[held_out], keys[held_out])
         errors[i] = abs(float(p_correct.mean()) - float(labels[held_out].mean()))
     return float(np.median(errors))
 
@@ -521,17 +526,16 @@ class ATCClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     With ``soft=False`` the instance-level output of ATC is a hard decision:
     ``predict_proba`` gives 1 for a response on the confident side of the threshold, 0
     otherwise, so the slice mean of ``P(correct)`` is exactly ATC's estimate. With
-    ``soft=True`` (the default method, ``soft_atc_H_max``) it is soft ATC
+    ``soft=True`` (``soft_atc_H_max``, the default before ``anchored_H_max``) it is soft ATC
     (:mod:`sentinel_core.soft_atc`): the same equation with a logistic ramp whose width
     the training slices choose (``fit(X, y, groups=slices)``), so ``P(correct)`` has a
     spread and its slice mean is still the slice estimate. Prediction-powered inference
     corrects either with labels like any other predictor. ``score`` names the column
     among ``feature_names`` (the columns the matrix holds, METHOD order by default).
 
-    The default estimator is soft ATC on H_max because the group protocol measured it
-    as accurate per slice as ATC on the real traces, with a per-response spread
-    (``docs/results.md``); the paper's calibrated classifier is :class:`EntropyEstimator`,
-    selectable by method name.
+    The default estimator is :class:`AnchoredEstimator`: ATC's slice estimate with a
+    calibrated classifier's per-response spread; the paper's calibrated classifier is
+    :class:`EntropyEstimator`, selectable by method name.
     """
 
     def __init__(
@@ -585,9 +589,107 @@ class ATCClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return (self.predict_correct_proba(X) > 0.5).astype(np.int64)
 
 
+class AnchoredEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """The default: a calibrated classifier anchored, per slice, on ATC's share.
+
+    ``fit`` trains the calibrated logistic regression over the 11-d profile
+    (:class:`EntropyEstimator`, ``lr_11d``) and ATC on the ``score`` column
+    (:class:`ATCEstimator`) on the same responses. ``predict_proba(X, slices=keys)``
+    gives each response the classifier's ``P(correct)`` shifted on the log-odds scale,
+    one shift per slice, so that the slice's mean is ATC's share of confident responses
+    (:mod:`sentinel_core.anchoring`): the slice estimate is ATC's, and the responses
+    keep the classifier's order and spread within it. Without ``slices`` it gives the
+    classifier's pooled ``P(correct)``. :meth:`predict_parts` returns both parts, for
+    callers that score in chunks and anchor once every chunk of a slice is in.
+
+    Parameters:
+        score: the ATC column among ``feature_names`` (default ``H_max``).
+        feature_names: the columns ``X`` holds (METHOD order by default).
+        calibration, search, random_state: passed to the classifier.
+    """
+
+    def __init__(
+        self,
+        score: str = "H_max",
+        feature_names: tuple[str, ...] | None = None,
+        calibration: Calibration = "auto",
+        search: bool = True,
+        random_state: int = 0,
+    ) -> None:
+        self.score = score
+        self.feature_names = feature_names
+        self.calibration = calibration
+        self.search = search
+        self.random_state = random_state
+
+    def _column(self) -> int:
+        names = FEATURE_NAMES if self.feature_names is None else tuple(self.feature_names)
+        if self.score not in names:
+            raise InvalidInputError(f"score must be one of {list(names)}, got {self.score!r}")
+        return names.index(self.score)
+
+    def fit(self, X: Any, y: Any, groups: Any = None) -> AnchoredEstimator:
+        """Fit both parts on ``X`` ``(n, d)`` and 0/1 ``y`` ``(n,)`` (``groups`` unused)."""
+        X, y = validate_data(self, X, y)
+        check_classification_targets(y)
+        labels = as_labels("y", y)
+        self.classes_ = np.array([0, 1])
+        self.classifier_ = EntropyEstimator(
+            family="logistic",
+            calibration=self.calibration,
+            search=self.search,
+            random_state=self.random_state,
+        ).fit(X, labels.astype(np.int64))
+        self.atc_ = ATCEstimator.for_score(self.score).fit(X[:, self._column()], labels)
+        return self
+
+    def predict_parts(self, X: Any) -> tuple[FloatArray, FloatArray]:
+        """``(p, votes)``, both ``(n,)``: the pooled ``P(correct)`` and ATC's 0/1 vote."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        p = np.asarray(self.classifier_.predict_correct_proba(X), dtype=np.float64)
+        votes = self.atc_.confident(X[:, self._column()]).astype(np.float64)
+        return p, votes
+
+    def predict_proba(self, X: Any, slices: Any = None) -> FloatArray:
+        """``(n, 2)``: column 1 is ``P(correct)``, anchored per slice when ``slices``
+        (each row's slice key, ``(n,)``) is given, pooled otherwise."""
+        p, votes = self.predict_parts(X)
+        correct = p if slices is None else anchor_to_slices(p, votes, slices)
+        return np.column_stack([1.0 - correct, correct])
+
+    def predict_correct_proba(self, X: Any, slices: Any = None) -> FloatArray:
+        """``P(correct)`` per row, shape ``(n,)`` (``slices``: see :meth:`predict_proba`)."""
+        return self.predict_proba(X, slices)[:, 1]
+
+    def predict(self, X: Any) -> npt.NDArray[Any]:
+        """1 where the pooled ``P(correct) > 0.5``, 0 otherwise, shape ``(n,)``."""
+        return (self.predict_correct_proba(X) > 0.5).astype(np.int64)
+
+
+def score_parts(estimator: Any, X: Any) -> tuple[FloatArray, FloatArray | None]:
+    """``(p, votes)`` of any fitted estimator: votes for an :class:`AnchoredEstimator`
+    (anchor them with :func:`sentinel_core.anchoring.anchor_to_slices` once the slices
+    are whole), None for the others, whose ``p`` is final."""
+    if isinstance(estimator, AnchoredEstimator) or hasattr(estimator, "predict_parts"):
+        p, votes = estimator.predict_parts(X)
+        return np.asarray(p, dtype=np.float64), np.asarray(votes, dtype=np.float64)
+    return np.asarray(estimator.predict_proba(X), dtype=np.float64)[:, 1], None
+
+
+def predict_in_slices(estimator: Any, X: Any, slices: npt.ArrayLike) -> FloatArray:
+    """``P(correct)`` per row of ``X`` for rows whose slices are all there (``slices``:
+    each row's key, ``(n,)``): anchored for the default, as predicted for the others."""
+    p, votes = score_parts(estimator, X)
+    return p if votes is None else anchor_to_slices(p, votes, slices)
+
+
+#: Any estimator :func:`make_estimator` makes.
+ServableEstimator = EntropyEstimator | ATCClassifier | AnchoredEstimator
+
 #: The method ``sentinel train`` and ``sentinel estimate`` use unless told otherwise,
 #: chosen by the group protocol on the real traces (docs/results.md).
-DEFAULT_METHOD: Final[str] = "soft_atc_H_max"
+DEFAULT_METHOD: Final[str] = "anchored_H_max"
 #: Methods that can be trained and served over the 11-d profile.
 SERVABLE_METHODS: Final[tuple[str, ...]] = (
     "default",
@@ -599,6 +701,7 @@ SERVABLE_METHODS: Final[tuple[str, ...]] = (
     "atc_H_sea",
     "soft_atc_H_max",
     "soft_atc_H_sea",
+    "anchored_H_max",
 )
 
 
@@ -609,7 +712,7 @@ def make_estimator(
     class_weight: Literal["balanced"] | None = None,
     search: bool = True,
     random_state: int = 0,
-) -> EntropyEstimator | ATCClassifier:
+) -> ServableEstimator:
     """An unfitted estimator over the 11-d profile for a servable method name."""
     name = DEFAULT_METHOD if method == "default" else method
     families: dict[str, Family] = {"lr_11d": "logistic", "rf_11d": "forest", "mlp_11d": "mlp"}
@@ -621,6 +724,13 @@ def make_estimator(
             search=search,
             random_state=random_state,
         )
+    if name.startswith("anchored_") and name in SERVABLE_METHODS:
+        return AnchoredEstimator(
+            score=name.removeprefix("anchored_"),
+            calibration=calibration,
+            search=search,
+            random_state=random_state,
+        )
     if name.startswith("soft_atc_") and name in SERVABLE_METHODS:
         return ATCClassifier(score=name.removeprefix("soft_atc_"), soft=True)
     if name.startswith("atc_") and name in SERVABLE_METHODS:
@@ -629,9 +739,12 @@ def make_estimator(
 
 
 def fit_estimator(
-    estimator: EntropyEstimator | ATCClassifier, X: Any, y: Any, groups: Any = None
-) -> EntropyEstimator | ATCClassifier:
+    estimator: ServableEstimator,
+    X: Any,
+    y: Any,
+    groups: Any = None,
+) -> ServableEstimator:
     """Fit any servable estimator; ``groups`` (each row's slice) goes where it is used."""
-    if isinstance(estimator, ATCClassifier):
+    if isinstance(estimator, ATCClassifier | AnchoredEstimator):
         return estimator.fit(X, y, groups=groups)
     return estimator.fit(X, y)

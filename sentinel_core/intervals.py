@@ -64,6 +64,7 @@ __all__ = [
     "loso_residuals",
     "ppi_mean_interval",
     "ppi_slice_interval",
+    "resampled_interval",
     "slice_interval",
     "widen",
     "z_of",
@@ -170,6 +171,7 @@ def slice_interval(
     confidence: float = 0.9,
     n_boot: int = 1000,
     rng: np.random.Generator,
+    resample: npt.ArrayLike | None = None,
 ) -> tuple[float, float]:
     """A slice's label-free interval ``(low, high)`` by ``rule`` (module docstring).
 
@@ -181,10 +183,27 @@ def slice_interval(
         confidence: nominal coverage, in (0, 1).
         n_boot: bootstrap resamples.
         rng: the bootstrap's random generator.
+        resample: the per-response values whose bootstrap gives the sampling term,
+            centred on ``mean(p)`` (default ``p``; ATC's votes for the default
+            estimator, as :func:`sentinel_core.slices.estimate_slices_with_labels`).
     """
     by = interval_widening(rule, residuals, confidence)
-    bounds = bootstrap_mean_interval(p, confidence=confidence, n_boot=n_boot, rng=rng)
-    return widen(bounds, by)
+    return widen(resampled_interval(p, resample, confidence, n_boot, rng), by)
+
+
+def resampled_interval(
+    p: npt.ArrayLike,
+    resample: npt.ArrayLike | None,
+    confidence: float,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> tuple[float, float]:
+    """The bootstrap interval of ``mean(resample)`` (default ``p``) moved to ``mean(p)``."""
+    centre = np.asarray(p, dtype=np.float64)
+    values = centre if resample is None else np.asarray(resample, dtype=np.float64)
+    low, high = bootstrap_mean_interval(values, confidence=confidence, n_boot=n_boot, rng=rng)
+    shift = float(centre.mean()) - float(values.mean())
+    return low + shift, high + shift
 
 
 # ------------------------------------------ intervals of a slice with labels

@@ -10,11 +10,13 @@ correction by recent labels.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from sentinel_core.anchoring import anchor_to_slices
+from sentinel_core.errors import InvalidInputError
 from sentinel_core.settings import Settings
 from sentinel_core.slices import (
     SliceEstimate,
@@ -37,6 +39,10 @@ class Scored:
     #: campaign (``ledger.inclusion_of``), NaN elsewhere; None: no such label.
     inclusion: np.ndarray[Any, np.dtype[np.float64]] | None = None
     population: np.ndarray[Any, np.dtype[np.float64]] | None = None
+    #: ATC's 0/1 votes when ``p`` is the default's pooled ``P(correct)``, still to be
+    #: anchored per slice (:meth:`anchored`) once every chunk of a slice is in; None:
+    #: ``p`` is final.
+    votes: np.ndarray[Any, np.dtype[np.float64]] | None = None
 
     @classmethod
     def concat(cls, chunks: Sequence[Scored]) -> Scored:
@@ -44,13 +50,30 @@ class Scored:
         if not chunks:
             return cls(np.empty(0), np.empty(0, dtype=str), np.empty(0))
         designed = any(c.inclusion is not None for c in chunks)
+        voted = [c.votes is not None for c in chunks]
+        if any(voted) and not all(voted):
+            raise InvalidInputError(
+                "expected every chunk scored by the same estimator, got chunks with and "
+                "without ATC votes"
+            )
         return cls(
             np.concatenate([c.p for c in chunks]),
             np.concatenate([c.slice for c in chunks]),
             np.concatenate([c.label for c in chunks]),
             np.concatenate([c.design()[0] for c in chunks]) if designed else None,
             np.concatenate([c.design()[1] for c in chunks]) if designed else None,
+            np.concatenate([c.votes for c in chunks if c.votes is not None])
+            if all(voted)
+            else None,
         )
+
+    def anchored(self) -> Scored:
+        """``p`` anchored per slice on ATC's votes (:mod:`sentinel_core.anchoring`), the
+        votes kept (they give the label-free interval's sampling term); itself when there
+        are no votes. Call it on whole slices only; anchoring twice changes nothing."""
+        if self.votes is None:
+            return self
+        return replace(self, p=anchor_to_slices(self.p, self.votes, self.slice))
 
     def design(self) -> tuple[np.ndarray[Any, np.dtype[np.float64]], ...]:
         """``(inclusion, population)``, all NaN where none was given."""
@@ -62,7 +85,7 @@ class Scored:
 
     def without_labels(self) -> Scored:
         """The same traces as if none were labelled (a label-free estimate)."""
-        return Scored(self.p, self.slice, np.full(self.p.shape, np.nan))
+        return Scored(self.p, self.slice, np.full(self.p.shape, np.nan), votes=self.votes)
 
 
 def estimate_scored(
@@ -80,7 +103,10 @@ def estimate_scored(
     the slice's recent labelled residual (``recent``, most recent first) where the
     settings' ``rectify_window`` holds at least ``rectify_min_labels`` of them and the
     residual differs from zero at ``rectify_gate``.
+    The default estimator's scores are anchored per slice first (``Scored.anchored``).
     """
+    scored = scored.anchored()
+    recent = None if recent is None else recent.anchored()
     estimates = estimate_slices_with_labels(
         scored.p,
         scored.slice,
@@ -92,6 +118,7 @@ def estimate_scored(
         seed=settings.seed,
         inclusion=scored.inclusion,
         population=scored.population,
+        resample=scored.votes,
     )
     if recent is None or not recent.p.size or settings.monitor.rectify_window < 2:
         return estimates

@@ -32,9 +32,10 @@ import orjson
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sentinel_core.anchoring import anchor_to_slices
 from sentinel_core.charts import slice_chart
 from sentinel_core.errors import InvalidInputError, InvalidTraceError, NotFittedError
-from sentinel_core.estimator import ATCClassifier, EntropyEstimator
+from sentinel_core.estimator import ServableEstimator, predict_in_slices, score_parts
 from sentinel_core.features import FEATURE_NAMES, entropy_profiles
 from sentinel_core.recipe import Recipe
 from sentinel_core.slices import estimate_slices_with_labels
@@ -117,9 +118,10 @@ class SliceMonitor:
         return self
 
     def predict_correct_proba(self, traces: pd.DataFrame) -> pd.Series:
-        """P(correct) of each row's response, indexed like ``traces``."""
+        """P(correct) of each row's response, indexed like ``traces``; the default
+        anchors each slice (the ``by`` column) on ATC's share, so pass whole slices."""
         estimator = self._fitted()
-        p = estimator.predict_correct_proba(features(traces))
+        p = predict_in_slices(estimator, features(traces), self._slices(traces))
         return pd.Series(p, index=traces.index, name="p_correct")
 
     def estimate(self, analysis: pd.DataFrame, *, label: str | None = None) -> pd.DataFrame:
@@ -130,9 +132,10 @@ class SliceMonitor:
         missing for the others). Columns: slice, n, accuracy, low, high, method,
         too_few, n_labelled.
         """
-        self._fitted()
+        estimator = self._fitted()
         slices = self._slices(analysis)
-        p = self.predict_correct_proba(analysis).to_numpy()
+        pooled, votes = score_parts(estimator, features(analysis))
+        p = pooled if votes is None else anchor_to_slices(pooled, votes, slices)
         y = np.full(p.shape, np.nan) if label is None else _labels(analysis, label)
         error = self.calibration_error_
         estimates = estimate_slices_with_labels(
@@ -144,6 +147,7 @@ class SliceMonitor:
             n_boot=self.n_bootstrap,
             min_n=self.min_n,
             seed=self.seed,
+            resample=votes,
         )
         return pd.DataFrame([e.to_dict() for e in estimates])
 
@@ -161,7 +165,7 @@ class SliceMonitor:
             )
         return frame[self.by].astype(str).to_numpy()
 
-    def _fitted(self) -> EntropyEstimator | ATCClassifier:
+    def _fitted(self) -> ServableEstimator:
         if not hasattr(self, "estimator_"):
             raise NotFittedError("SliceMonitor must be fitted before use; call fit(reference)")
         return self.estimator_

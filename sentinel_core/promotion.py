@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sentinel_core.errors import InvalidInputError
-from sentinel_core.estimator import ProbabilisticClassifier
+from sentinel_core.estimator import ProbabilisticClassifier, predict_in_slices
 from sentinel_core.metrics import aee, auroc, brier, ece, spearman_rho
 
 __all__ = [
@@ -108,7 +108,8 @@ def cross_fit(
     """Out-of-slice ``P(correct)`` for every row, shape ``(n,)``.
 
     For each group of slices from :func:`slice_folds`, ``sample`` picks training rows
-    among the other groups' rows and ``make()`` is fitted on them.
+    among the other groups' rows and ``make()`` is fitted on them; the held-out rows are
+    predicted with their slices (the default anchors each slice on ATC's share).
     """
     features = np.asarray(X, dtype=np.float64)
     labels = np.asarray(y, dtype=np.float64)
@@ -126,7 +127,7 @@ def cross_fit(
         train = np.flatnonzero(~test)
         picked = train[sample(keys[train], labels[train])]
         model = make().fit(features[picked], labels[picked].astype(np.int64))
-        probs[test] = np.asarray(model.predict_proba(features[test]), dtype=np.float64)[:, 1]
+        probs[test] = predict_in_slices(model, features[test], keys[test])
     return probs
 
 

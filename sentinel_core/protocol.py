@@ -21,6 +21,9 @@ Methods (names exactly as below; :func:`default_methods` lists them all):
 - ``soft_atc_<score>``: soft ATC (:mod:`sentinel_core.soft_atc`), ATC with a logistic
   ramp whose width is chosen by leave-one-slice-out error on the training slices, so
   ``P(correct)`` has a spread (not in the default list: pass it by name);
+- ``anchored_<score>``: the calibrated ``lr_11d`` shifted per held-out slice onto ATC
+  on ``<score>``'s share (:mod:`sentinel_core.anchoring`); ``anchored_H_max`` is the
+  default (``default``), so its slice estimate is ATC's up to the ``1/(2n)`` margin;
 - the honest nulls every method must beat: ``null_train_mean`` predicts the training
   slices' mean accuracy for every slice (AEBench, Sanyal et al. 2024, found this null
   within 0.01 of ATC), and ``doc_mean_max_prob``, difference of confidences (Guillory
@@ -56,17 +59,19 @@ from sentinel_core.errors import InvalidInputError
 from sentinel_core.estimator import (
     CONFIDENT_DIRECTION,
     DEFAULT_METHOD,
+    AnchoredEstimator,
     ATCEstimator,
     Calibration,
     EntropyEstimator,
     Family,
+    predict_in_slices,
 )
 from sentinel_core.features import BASELINE_NAMES, FEATURE_NAMES
 from sentinel_core.intervals import (
     INTERVAL_RULES,
-    bootstrap_mean_interval,
     interval_widening,
     loso_residuals,
+    resampled_interval,
     widen,
 )
 from sentinel_core.metrics import accuracy_floor
@@ -160,6 +165,18 @@ class _Method:
     cv: int  # calibration folds of the EntropyEstimator
     null: str | None = None  # "train_mean" or "doc" for the nulls
     soft: bool = False  # soft ATC (sentinel_core.soft_atc), chooses its width by slice
+    anchored: str | None = None  # the ATC score of the anchored classifier (the default)
+
+    def votes(
+        self, X_train: FloatArray, y_train: FloatArray, X_test: FloatArray
+    ) -> FloatArray | None:
+        """ATC's 0/1 votes on ``X_test`` for the anchored classifier (its intervals
+        resample them, as the served estimate does); None for every other method."""
+        if self.anchored is None:
+            return None
+        column = self.columns.index(self.anchored)
+        atc = ATCEstimator.for_score(self.anchored).fit(X_train[:, column], y_train)
+        return atc.confident(X_test[:, column]).astype(np.float64)
 
     def predict(
         self,
@@ -167,13 +184,21 @@ class _Method:
         y_train: FloatArray,
         X_test: FloatArray,
         groups: npt.NDArray[np.str_] | None = None,
+        test_groups: npt.NDArray[np.str_] | None = None,
     ) -> FloatArray:
         """Fit on ``(n_train, d)`` and return per-row ``P(correct)`` for ``(n_test, d)``.
 
         For DoC the per-row value is ``acc_train - mean(conf_train) + conf_row``, so its
         slice mean is exactly DoC's estimate ``acc_train - (mean conf_train - mean
-        conf_slice)``.
+        conf_slice)``. The anchored classifier anchors each test slice of
+        ``test_groups`` (None: the test rows are one slice) on ATC's share.
         """
+        if self.anchored is not None:
+            model = AnchoredEstimator(
+                score=self.anchored, feature_names=self.columns, search=False
+            ).fit(X_train, y_train.astype(np.int64))
+            keys = np.zeros(X_test.shape[0], dtype=str) if test_groups is None else test_groups
+            return predict_in_slices(model, X_test, keys)
         if self.soft:
             soft = SoftATC(CONFIDENT_DIRECTION[self.columns[0]])
             return soft.fit(X_train[:, 0], y_train, groups=groups).predict(X_test[:, 0])
@@ -204,6 +229,14 @@ def _parse_method(name: str, available: Sequence[str], cv: int) -> _Method:
         method = _Method(name, (FEATURE_NAMES[0],), None, "none", cv, null="train_mean")
     elif name.startswith("doc_") and name.removeprefix("doc_") in _DOC_SCORES:
         method = _Method(name, (name.removeprefix("doc_"),), None, "none", cv, null="doc")
+    elif (
+        name.startswith("anchored_")
+        and name.removeprefix("anchored_") in FEATURE_NAMES
+        and name.removeprefix("anchored_") in CONFIDENT_DIRECTION
+    ):
+        method = _Method(
+            name, FEATURE_NAMES, None, "none", cv, anchored=name.removeprefix("anchored_")
+        )
     elif name in _MULTI_FEATURE:
         method = _Method(name, FEATURE_NAMES, _MULTI_FEATURE[name], "auto", cv)
     elif name.startswith("lr_"):
@@ -214,8 +247,9 @@ def _parse_method(name: str, available: Sequence[str], cv: int) -> _Method:
         method = _Method(name, (name.removeprefix("atc_"),), None, "none", cv)
     else:
         raise InvalidInputError(
-            "method must be lr_11d, rf_11d, mlp_11d, lr_<score>, atc_<score> or "
-            "soft_atc_<score> with a known confident direction, null_train_mean or "
+            "method must be lr_11d, rf_11d, mlp_11d, lr_<score>, atc_<score>, "
+            "soft_atc_<score> or anchored_<feature> with a known confident direction, "
+            "null_train_mean or "
             f"doc_<probability score> "
             f"({', '.join(sorted(_DOC_SCORES))}), got {name!r}"
         )
@@ -306,7 +340,13 @@ class _SliceTable:
         train = np.isin(self.inverse, group)
         held_out = np.setdiff1d(np.arange(self.names.size), group)
         train_groups = self.names[self.inverse[train]]
-        p = method.predict(X[train], self.labels[train], X[~train], groups=train_groups)
+        p = method.predict(
+            X[train],
+            self.labels[train],
+            X[~train],
+            groups=train_groups,
+            test_groups=self.names[self.inverse[~train]],
+        )
         sums = np.bincount(self.inverse[~train], weights=p, minlength=self.names.size)
         bounds: dict[str, list[float]] = {column: [] for column in INTERVAL_COLUMNS}
         if intervals is None:
@@ -319,13 +359,19 @@ class _SliceTable:
             }
             held_p = np.full(self.labels.size, np.nan)
             held_p[~train] = p
+            votes = method.votes(X[train], self.labels[train], X[~train])
+            held_v = None if votes is None else np.full(self.labels.size, np.nan)
+            if held_v is not None:
+                held_v[~train] = votes
             rng = np.random.default_rng([intervals.seed, *group])
             for s in held_out:
-                boot = bootstrap_mean_interval(
-                    held_p[self.inverse == s],
-                    confidence=intervals.confidence,
-                    n_boot=intervals.n_boot,
-                    rng=rng,
+                in_slice = self.inverse == s
+                boot = resampled_interval(
+                    held_p[in_slice],
+                    None if held_v is None else held_v[in_slice],
+                    intervals.confidence,
+                    intervals.n_boot,
+                    rng,
                 )
                 for rule in INTERVAL_RULES:
                     low, high = widen(boot, widths[rule])

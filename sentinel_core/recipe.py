@@ -14,9 +14,8 @@ from typing import Any, get_args
 from sentinel_core.errors import InvalidInputError
 from sentinel_core.estimator import (
     SERVABLE_METHODS,
-    ATCClassifier,
     Calibration,
-    EntropyEstimator,
+    ServableEstimator,
     estimate_held_out_calibration_error,
     fit_estimator,
     make_estimator,
@@ -47,7 +46,7 @@ class Recipe:
                 f"calibration must be one of {list(CALIBRATIONS)}, got {self.calibration!r}"
             )
 
-    def make(self, *, search: bool = True) -> EntropyEstimator | ATCClassifier:
+    def make(self, *, search: bool = True) -> ServableEstimator:
         """A fresh unfitted estimator (``search=False``: fixed defaults, for the refits of
         an evaluation, where a grid search in each refit multiplies the time)."""
         return make_estimator(
@@ -58,7 +57,7 @@ class Recipe:
             random_state=self.seed,
         )
 
-    def fit(self, X: Any, y: Any, groups: Any) -> tuple[EntropyEstimator | ATCClassifier, float]:
+    def fit(self, X: Any, y: Any, groups: Any) -> tuple[ServableEstimator, float]:
         """Fit and calibrate on ``X`` (the 11 features), ``y`` (0/1), ``groups`` (each
         row's slice); the estimator and its held-out slice error (leave-one-slice-out
         median, NaN with one slice). The challenger of a retrain and a notebook's

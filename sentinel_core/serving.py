@@ -5,7 +5,9 @@ the modules the estimator needs, in its ``code/`` folder (``tasks/registry.py``)
 
     mlflow.pyfunc.load_model("models:/entropy-sentinel-estimator@champion").predict(df)
 
-returns P(correct) per row of 11 entropy features, in any environment that has the
+returns P(correct) per row of 11 entropy features (for the default estimator, the pooled
+one: a row alone has no slice to anchor on; ``get_raw_model().predict_correct_proba(df,
+slices=keys)`` anchors rows whose slices are all there), in any environment that has the
 model's declared requirements, this project not installed. Nothing here imports MLflow:
 MLflow imports this module. The model file is skops (no pickle); only types from
 ``TRUSTED_PREFIXES`` modules are rebuilt, anything else is refused.

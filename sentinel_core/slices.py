@@ -178,8 +178,13 @@ def _bootstrap_estimate(
     min_n: int,
     rng: np.random.Generator,
     n_labelled: int = 0,
+    resample: FloatArray | None = None,
 ) -> SliceEstimate:
-    low, high = _bootstrap_interval(p, confidence=confidence, n_boot=n_boot, rng=rng)
+    values = p if resample is None else resample
+    low, high = _bootstrap_interval(values, confidence=confidence, n_boot=n_boot, rng=rng)
+    # Centred on the estimate when another per-response value is resampled.
+    shift = float(p.mean()) - float(values.mean())
+    low, high = low + shift, high + shift
     return SliceEstimate(
         slice=name,
         n=int(p.size),
@@ -243,6 +248,7 @@ def estimate_slices_with_labels(
     seed: int = 0,
     inclusion: npt.ArrayLike | None = None,
     population: npt.ArrayLike | None = None,
+    resample: npt.ArrayLike | None = None,
 ) -> list[SliceEstimate]:
     """Per-slice estimates that use whatever labels exist, lowest accuracy first.
 
@@ -269,8 +275,19 @@ def estimate_slices_with_labels(
             active campaign, NaN otherwise, shape ``(n,)`` (default: all NaN).
         population: per response, the size of the population that label was drawn
             from, NaN otherwise, shape ``(n,)``.
+        resample: per response, the values in [0, 1] whose slice-mean bootstrap gives a
+            label-free interval's sampling term, the interval then centred on the
+            estimate; default ``probs``. The default estimator passes ATC's 0/1 votes:
+            its slice estimate is ATC's, and so is its interval (the bootstrap of its
+            anchored ``probs``, smoother than the 0/1 outcomes they estimate, would be
+            narrower than the slice's own sampling noise).
     """
     p = as_unit_vector("probs", probs)
+    spread = None if resample is None else as_unit_vector("resample", resample)
+    if spread is not None and spread.shape != p.shape:
+        raise InvalidInputError(
+            f"resample must be of length {p.size} like probs, got {spread.size}"
+        )
     y = as_unit_vector("labels", labels, allow_nan=True)
     if y.shape != p.shape:
         raise InvalidInputError(
@@ -313,6 +330,7 @@ def estimate_slices_with_labels(
                     min_n=min_n,
                     rng=rng,
                     n_labelled=n_labelled,
+                    resample=None if spread is None else spread[in_slice],
                 )
             )
             continue

@@ -23,6 +23,7 @@ from labeling.campaign import default_cost_per_label, make_labeler, plan_campaig
 from sentinel_core import ledger
 from sentinel_core.drift import estimates_from_dicts
 from sentinel_core.errors import StoreError
+from sentinel_core.estimator import predict_in_slices
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION
 from sentinel_core.runs import load_rows
 from sentinel_core.settings import Settings
@@ -73,7 +74,9 @@ def plan_labeling(
             names=served.feature_names,
             slice_key=by,
         )
-    probs = served.estimator.predict_proba(frame[list(served.feature_names)])[:, 1]
+    probs = predict_in_slices(
+        served.estimator, frame[list(served.feature_names)], frame["slice"].to_numpy(dtype=str)
+    )
     _, plan = plan_campaign(
         engine,
         estimates=estimates_from_dicts(slices),

@@ -18,6 +18,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from sentinel_core.estimator import score_parts
 from sentinel_core.ledger import inclusion_of
 from sentinel_core.monitoring import Scored, estimate_scored
 from sentinel_core.runs import load_rows
@@ -45,14 +46,17 @@ def score_chunk(settings: Settings, version: str, trace_ids: list[str], by: str)
         names=served.feature_names,
         slice_key=by,
     )
-    probs = served.estimator.predict_proba(frame[list(served.feature_names)])[:, 1]
+    # The default's votes ride along: a slice spans chunks, so it is anchored once the
+    # chunks are joined (estimate_scored).
+    probs, votes = score_parts(served.estimator, frame[list(served.feature_names)])
     inclusion, population = inclusion_of(engine, frame["trace_id"].tolist())
     return Scored(
-        np.asarray(probs, dtype=np.float64),
+        probs,
         frame["slice"].to_numpy(dtype=str),
         frame["label"].to_numpy(dtype=np.float64),
         inclusion,
         population,
+        votes,
     )
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from sentinel_core.errors import NotFittedError, SentinelError
-from sentinel_core.estimator import ATCClassifier, EntropyEstimator
+from sentinel_core.estimator import ServableEstimator
 from sentinel_core.serving import vetted_types
 from sentinel_core.settings import Settings
 
@@ -49,7 +49,16 @@ EXPERIMENT = "entropy-sentinel"
 #: The modules of ``sentinel_core`` a served estimator needs, shipped inside each model
 #: (MLflow ``code_paths``) so that ``mlflow.pyfunc.load_model`` works in an environment
 #: with only the model's declared requirements (tests/tasks/test_pyfunc_venv.py).
-SERVING_MODULES = ("__init__", "arrays", "errors", "estimator", "features", "serving", "soft_atc")
+SERVING_MODULES = (
+    "__init__",
+    "anchoring",
+    "arrays",
+    "errors",
+    "estimator",
+    "features",
+    "serving",
+    "soft_atc",
+)
 #: What the model declares it needs (pinned to the versions it was saved with).
 SERVING_PACKAGES = ("mlflow", "scikit-learn", "numpy", "scipy", "pandas", "skops")
 
@@ -65,7 +74,7 @@ def trusted_types(estimator: object) -> list[str]:
 class ServedModel:
     """The estimator in service and what is known about it."""
 
-    estimator: EntropyEstimator | ATCClassifier
+    estimator: ServableEstimator
     version: str
     run_id: str | None
     feature_set: str
@@ -150,7 +159,7 @@ def _serving_requirements() -> list[str]:
 
 
 def log_estimator(
-    tracking: Tracking, run_id: str, estimator: EntropyEstimator | ATCClassifier, held_out: float
+    tracking: Tracking, run_id: str, estimator: ServableEstimator, held_out: float
 ) -> str:
     """Log ``estimator`` as a logged model of run ``run_id``; its ``models:/<id>`` URI.
 
@@ -204,7 +213,7 @@ def log_estimator(
     return f"models:/{model.model_id}"
 
 
-def _load_estimator(tracking: Tracking, version: str) -> EntropyEstimator | ATCClassifier:
+def _load_estimator(tracking: Tracking, version: str) -> ServableEstimator:
     """The estimator of a registered version, read through the store's own client."""
     import mlflow.artifacts
     import mlflow.sklearn
@@ -228,9 +237,9 @@ def _load_estimator(tracking: Tracking, version: str) -> EntropyEstimator | ATCC
                 estimator = mlflow.sklearn.load_model(local)
     finally:
         sys.path[:] = path
-    if not isinstance(estimator, EntropyEstimator | ATCClassifier):
+    if not isinstance(estimator, ServableEstimator):
         raise SentinelError(
-            f"expected an EntropyEstimator in version {version} of {tracking.model_name!r}, "
+            f"expected a servable estimator in version {version} of {tracking.model_name!r}, "
             f"got {type(estimator).__name__}"
         )
     return estimator

@@ -24,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 
 from sentinel_core.charts import estimate_vs_truth_chart, reliability_chart, slice_chart
 from sentinel_core.drift import DriftAlert
-from sentinel_core.estimator import ATCClassifier, EntropyEstimator
+from sentinel_core.estimator import ServableEstimator
 from sentinel_core.features import FEATURE_SET_VERSION
 from sentinel_core.monitoring import Scored
 from sentinel_core.promotion import Decision, HeldOutScores
@@ -154,7 +154,7 @@ def log_retrain_run(
     champion: HeldOutScores | None,
     champion_version: str | None,
     decision: Decision,
-    model: tuple[EntropyEstimator | ATCClassifier, float] | None,
+    model: tuple[ServableEstimator, float] | None,
 ) -> dict[str, str | None]:
     """Challenger and champion side by side in one run, with the challenger's model.
 

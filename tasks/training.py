@@ -19,10 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlmodel import Session, select
 
 from sentinel_core.errors import SentinelError
-from sentinel_core.estimator import (
-    ATCClassifier,
-    EntropyEstimator,
-)
+from sentinel_core.estimator import ServableEstimator, predict_in_slices
 from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from sentinel_core.promotion import (
     Decision,
@@ -138,7 +135,9 @@ def evaluate_version(settings: Settings, by: str, version: str) -> HeldOutScores
     """A registered version's scores, as it is, on every labelled trace."""
     served = load_version(settings, version)
     frame = labelled_frame(settings, by)
-    probs = served.estimator.predict_proba(frame[list(served.feature_names)])[:, 1]
+    probs = predict_in_slices(
+        served.estimator, frame[list(served.feature_names)], frame["slice"].to_numpy(dtype=str)
+    )
     return score_held_out(probs, frame["label"].to_numpy(), frame["slice"].to_numpy())
 
 
@@ -156,7 +155,7 @@ def decide_promotion(
 @task(cache_policy=NO_CACHE)
 def fit_challenger(
     settings: Settings, by: str, recipe: Recipe, trace_ids: list[str]
-) -> tuple[EntropyEstimator | ATCClassifier, float]:
+) -> tuple[ServableEstimator, float]:
     """Fit and calibrate the challenger on the supervision set; its held-out slice error
     (NaN when the supervision set holds one slice: the served error is then 1.0)."""
     frame = labelled_frame(settings, by).set_index("trace_id").loc[trace_ids]

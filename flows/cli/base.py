@@ -77,6 +77,7 @@ TrainMethod = Literal[
     "atc_H_sea",
     "soft_atc_H_max",
     "soft_atc_H_sea",
+    "anchored_H_max",
 ]
 
 

@@ -42,9 +42,10 @@ def train(
     method: Annotated[
         TrainMethod,
         typer.Option(
-            help="default (soft ATC on H_max: as accurate per slice as ATC, with a spread "
-            "of P(correct); docs/estimator.md), lr_11d (the paper's), rf_11d, mlp_11d, "
-            "atc_H_max, atc_H_mean, atc_H_sea, soft_atc_H_max or soft_atc_H_sea."
+            help="default (anchored_H_max: a calibrated lr_11d shifted per slice onto ATC "
+            "on H_max's share, so as accurate per slice as ATC with a calibrated spread of "
+            "P(correct); docs/estimator.md), lr_11d (the paper's), rf_11d, mlp_11d, "
+            "atc_H_max, atc_H_mean, atc_H_sea, soft_atc_H_max, soft_atc_H_sea or anchored_H_max."
         ),
     ] = "default",
     calibration: Annotated[
@@ -196,6 +197,7 @@ def scored_slices(
 
     Returns ``(frame, probs, estimates, served)``.
     """
+    from sentinel_core.estimator import score_parts
     from sentinel_core.ledger import inclusion_of
     from sentinel_core.monitoring import Scored, estimate_scored
     from tasks.registry import load_champion
@@ -213,17 +215,19 @@ def scored_slices(
             )
     with console.status("loading the champion estimator"):
         served = load_champion(settings)
-    probs = served.estimator.predict_proba(frame[list(served.feature_names)])[:, 1]
+    probs, votes = score_parts(served.estimator, frame[list(served.feature_names)])
     inclusion, population = inclusion_of(
         engine_of(settings, create=False), frame["trace_id"].tolist()
     )
     scored = Scored(
-        np.asarray(probs, dtype=np.float64),
+        probs,
         frame["slice"].to_numpy(dtype=str),
         frame["label"].to_numpy(dtype=np.float64),
         inclusion,
         population,
-    )
+        votes,
+    ).anchored()
+    probs = scored.p
     estimates = estimate_scored(
         scored if use_labels else scored.without_labels(),
         calibration_error=served.calibration_error,

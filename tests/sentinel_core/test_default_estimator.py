@@ -1,4 +1,4 @@
-"""The served default: ATC on one profile column behind the scikit-learn contract.
+"""The served default (lr_11d anchored per slice on ATC) and ATC behind the scikit-learn contract.
 
 Data here is GENERATED with fixed seeds.
 """
@@ -14,10 +14,13 @@ from sentinel_core.errors import InvalidInputError
 from sentinel_core.estimator import (
     DEFAULT_METHOD,
     SERVABLE_METHODS,
+    AnchoredEstimator,
     ATCClassifier,
     ATCEstimator,
     EntropyEstimator,
     make_estimator,
+    predict_in_slices,
+    score_parts,
 )
 from sentinel_core.features import FEATURE_NAMES
 
@@ -63,21 +66,53 @@ def test_make_estimator_maps_every_servable_method() -> None:
     assert built["rf_11d"].get_params()["family"] == "forest"
     assert isinstance(built["atc_H_max"], ATCClassifier)
     assert built["soft_atc_H_max"].get_params()["soft"] is True
+    assert isinstance(built["anchored_H_max"], AnchoredEstimator)
     assert built["default"].get_params() == make_estimator(DEFAULT_METHOD).get_params()
 
 
-def test_the_default_is_soft_atc_on_h_max_with_a_spread_and_atcs_slice_estimate() -> None:
+def test_the_default_is_lr_11d_anchored_on_atc_h_max_per_slice() -> None:
     X, y = _generated()
-    groups = np.repeat(np.array(list("abcdefgh")), len(y) // 8)
-    served = make_estimator("default").fit(X, y, groups=groups)
-    p = served.predict_correct_proba(X)
-    assert DEFAULT_METHOD == "soft_atc_H_max"
-    # ATC's equation holds for the soft ramp: on the training data, mean P = accuracy.
-    assert p.mean() == pytest.approx(y.mean(), abs=1e-6)
-    if served.soft_atc_.tau_ > 0:
-        assert len(np.unique(np.round(p, 6))) > 2  # a spread, not two dots
+    target, _target_y = _generated(n=300, seed=2)
+    # Two target slices of different difficulty: shift H_max so ATC sees it.
+    target.loc[:149, "H_max"] += 0.8
+    keys = np.array(["hard"] * 150 + ["easy"] * 150)
+    served = make_estimator("default").fit(X, y)
+    assert DEFAULT_METHOD == "anchored_H_max"
+    assert isinstance(served, AnchoredEstimator)
+    p = served.predict_correct_proba(target, slices=keys)
+    atc = ATCEstimator.for_score("H_max").fit(X["H_max"].to_numpy(), y)
+    lr = make_estimator("lr_11d").fit(X, y)
+    pooled = lr.predict_correct_proba(target)
+    for key in ("hard", "easy"):
+        rows = keys == key
+        share = atc.estimate(target.loc[rows, "H_max"].to_numpy())
+        # The slice estimate is ATC's (inside the 1/(2n) margin) ...
+        margin = 0.5 / rows.sum()
+        assert p[rows].mean() == pytest.approx(min(max(share, margin), 1 - margin), abs=1e-9)
+        # ... and within the slice the classifier's order and spread are kept.
+        order = np.argsort(pooled[rows], kind="stable")
+        assert np.all(np.diff(p[rows][order]) >= -1e-12)
+        assert len(np.unique(np.round(p[rows], 6))) > 20
+    # Without slices: the classifier's pooled P(correct), same fit as lr_11d's.
+    np.testing.assert_allclose(served.predict_correct_proba(target), pooled, atol=1e-12)
     hard = make_estimator("atc_H_max").fit(X, y)
     assert set(np.unique(hard.predict_correct_proba(X))) <= {0.0, 1.0}
+
+
+def test_the_anchored_parts_anchor_like_the_estimator() -> None:
+    X, y = _generated()
+    served = make_estimator("default", search=False).fit(X, y)
+    keys = np.array(list("abcd") * 100)
+    _p, votes = score_parts(served, X)
+    assert votes is not None
+    assert set(np.unique(votes)) <= {0.0, 1.0}
+    np.testing.assert_allclose(
+        predict_in_slices(served, X, keys), served.predict_correct_proba(X, slices=keys)
+    )
+    # Any other estimator's P(correct) is final: no votes, nothing anchored.
+    lr = make_estimator("lr_11d", search=False).fit(X, y)
+    assert score_parts(lr, X)[1] is None
+    np.testing.assert_allclose(predict_in_slices(lr, X, keys), lr.predict_correct_proba(X))
 
 
 def test_make_estimator_refuses_an_unknown_method() -> None:

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from sentinel_core.corpus import iter_sample_records
 from sentinel_core.errors import InvalidInputError, NotFittedError
+from sentinel_core.estimator import predict_in_slices, score_parts
 from sentinel_core.notebook import SliceMonitor, features
 from sentinel_core.recipe import Recipe
 from sentinel_core.slices import estimate_slices_with_labels
@@ -65,11 +66,12 @@ def test_it_is_the_projects_recipe_and_statistics(
     X = features(reference)
     estimator, error = Recipe().fit(X.iloc[chosen], y[chosen], slices[chosen])
     assert error == pytest.approx(monitor.calibration_error_)
-    p = estimator.predict_correct_proba(features(traffic))
+    p = predict_in_slices(estimator, features(traffic), traffic["benchmark"].to_numpy())
     np.testing.assert_allclose(p, monitor.predict_correct_proba(traffic).to_numpy())
+    _, votes = score_parts(estimator, features(traffic))
     expected = estimate_slices_with_labels(
         p, traffic["benchmark"].to_numpy(), np.full(p.shape, np.nan),
-        calibration_error=error, n_boot=300,
+        calibration_error=error, n_boot=300, resample=votes,
     )  # fmt: skip
     assert monitor.estimate(traffic).to_dict("records") == [e.to_dict() for e in expected]
 

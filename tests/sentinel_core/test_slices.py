@@ -359,3 +359,22 @@ def test_rectifying_rejects_an_impossible_window(window: int, min_labels: int) -
             [], [0.5], ["s"], [0.5, 0.5], ["s", "s"], [1.0, 0.0],
             window=window, min_labels=min_labels,
         )  # fmt: skip
+
+
+def test_a_resampled_spread_gives_the_interval_of_those_values_centred_on_the_estimate() -> None:
+    """The default resamples ATC's 0/1 votes: its interval is ATC's, moved to its estimate."""
+    rng = np.random.default_rng(3)
+    votes = (rng.uniform(size=120) < 0.4).astype(float)
+    smooth = np.clip(votes * 0.3 + 0.28 + rng.normal(scale=0.02, size=120), 0, 1)
+    keys = np.array(["s"] * 120)
+    plain = estimate_slices(smooth, keys, n_boot=500, seed=1)[0]
+    spread = estimate_slices_with_labels(
+        smooth, keys, np.full(120, np.nan), n_boot=500, seed=1, resample=votes
+    )[0]
+    atc = estimate_slices(votes, keys, n_boot=500, seed=1)[0]
+    assert spread.accuracy == pytest.approx(smooth.mean())
+    assert spread.high - spread.low == pytest.approx(atc.high - atc.low, abs=1e-12)
+    assert spread.high - spread.low > 2 * (plain.high - plain.low)
+    assert spread.low - atc.low == pytest.approx(smooth.mean() - votes.mean(), abs=1e-12)
+    with pytest.raises(InvalidInputError, match="resample must be of length 120"):
+        estimate_slices_with_labels(smooth, keys, np.full(120, np.nan), resample=votes[:10])

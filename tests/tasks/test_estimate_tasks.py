@@ -54,7 +54,18 @@ def test_a_chunk_is_scored_in_its_own_order_as_arrays(
     assert scored.slice.tolist() == [benchmarks[i] for i in chunk]
     # The same traces in two chunks give the same scores as in one.
     halves = [score_chunk.fn(settings, version, c, "benchmark") for c in (chunk[:7], chunk[7:])]
-    assert np.array_equal(Scored.concat(halves).p, scored.p)
+    joined = Scored.concat(halves)
+    np.testing.assert_allclose(joined.p, scored.p, rtol=0, atol=1e-12)
+    # The default's ATC votes ride along, and a slice is anchored only once it is whole:
+    # the joined chunks anchor exactly as the one chunk does.
+    assert scored.votes is not None
+    assert joined.votes is not None
+    assert np.array_equal(joined.votes, scored.votes)
+    np.testing.assert_allclose(joined.anchored().p, scored.anchored().p, rtol=0, atol=1e-9)
+    for key in set(scored.slice.tolist()):
+        rows = scored.slice == key
+        share = min(max(scored.votes[rows].mean(), 0.5 / rows.sum()), 1 - 0.5 / rows.sum())
+        assert scored.anchored().p[rows].mean() == pytest.approx(share, abs=1e-9)
 
 
 def test_slices_are_estimated_over_every_chunk(served: tuple[Settings, str, list[str]]) -> None:

@@ -47,8 +47,9 @@ def retrain(
 
     Args:
         by: metadata key whose values are the slices (held out in evaluation).
-        method: a servable method of ``sentinel_core.estimator`` (``default``: soft ATC
-            on H_max); ``calibration``, ``balanced``: its options (``Recipe``).
+        method: a servable method of ``sentinel_core.estimator`` (``default``: lr_11d
+            anchored per slice on ATC on H_max); ``calibration``, ``balanced``: its
+            options (``Recipe``).
         settings: the run's settings (default: from the environment, ``Settings()``).
         force: promote the challenger even where the rule would not (recorded as the
             reason), and train on labels of one slice (served with error 1.0).

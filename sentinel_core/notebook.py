@@ -74,7 +74,8 @@ class SliceMonitor:
 
     Args:
         by: the column whose values are the slices.
-        method: a servable method (``default``: soft ATC on H_max; ``lr_11d`` etc.).
+        method: a servable method (``default``: lr_11d anchored per slice on ATC on
+            H_max; ``lr_11d`` etc.).
         confidence: nominal coverage of the intervals.
         min_labels: labels a slice needs to enter difficulty-mixed supervision.
         min_n: slices with fewer traces are flagged ``too_few``.

@@ -520,6 +520,14 @@ def estimate_held_out_calibration_error(
     return float(np.median(errors))
 
 
+def _score_column(score: str, feature_names: tuple[str, ...] | None) -> int:
+    """The index of ``score`` among ``feature_names`` (METHOD order by default)."""
+    names = FEATURE_NAMES if feature_names is None else tuple(feature_names)
+    if score not in names:
+        raise InvalidInputError(f"score must be one of {list(names)}, got {score!r}")
+    return names.index(score)
+
+
 class ATCClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """ATC on one column of the feature matrix, served like any scikit-learn classifier.
 
@@ -549,10 +557,7 @@ class ATCClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.soft = soft
 
     def _column(self) -> int:
-        names = FEATURE_NAMES if self.feature_names is None else tuple(self.feature_names)
-        if self.score not in names:
-            raise InvalidInputError(f"score must be one of {list(names)}, got {self.score!r}")
-        return names.index(self.score)
+        return _score_column(self.score, self.feature_names)
 
     def fit(self, X: Any, y: Any, groups: Any = None) -> ATCClassifier:
         """Fit on the ``score`` column of ``X`` ``(n, d)`` and 0/1 ``y`` ``(n,)``.
@@ -623,10 +628,7 @@ class AnchoredEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.random_state = random_state
 
     def _column(self) -> int:
-        names = FEATURE_NAMES if self.feature_names is None else tuple(self.feature_names)
-        if self.score not in names:
-            raise InvalidInputError(f"score must be one of {list(names)}, got {self.score!r}")
-        return names.index(self.score)
+        return _score_column(self.score, self.feature_names)
 
     def fit(self, X: Any, y: Any, groups: Any = None) -> AnchoredEstimator:
         """Fit both parts on ``X`` ``(n, d)`` and 0/1 ``y`` ``(n,)`` (``groups`` unused)."""

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from sentinel_core.corpus import iter_sample_records  # noqa: E402
 from sentinel_core.ingest import ingest_records  # noqa: E402
+from sentinel_core.settings import Settings  # noqa: E402
 from sentinel_core.store import add_labels, open_store  # noqa: E402
 
 CORPORA = ("corpus-dev", "corpus-collected")
@@ -57,7 +58,7 @@ def main() -> None:
     served = set(ROUTES.values()) | {args.drift_to}
     home = Path(tempfile.mkdtemp(prefix="sentinel-month-"))
     url = f"sqlite:///{home / 'sentinel.db'}"
-    kwargs = {"db_url": url, "tracking_uri": f"sqlite:///{home / 'mlflow.db'}", "home": str(home)}
+    settings = Settings(db_url=url, tracking_uri=f"sqlite:///{home / 'mlflow.db'}", home=str(home))
     engine = open_store(url)
     history = [
         (r | {"metadata": {**r["metadata"], "route": f"history-{b}"}}, y)
@@ -83,7 +84,9 @@ def main() -> None:
                 batch.append(copy)
                 truth.setdefault(route, []).append(label)
         ingest_records(engine, batch, source=f"night-{night:02d}")
-        result = nightly(by="route", budget=args.budget, key=f"night-{night:02d}", **kwargs)
+        result = nightly(
+            by="route", budget=args.budget, key=f"night-{night:02d}", settings=settings
+        )
         slices = {s["slice"]: s for s in result["monitor"]["slices"]}
         r1 = slices.get("r1", {})
         per_slice = ((result.get("acquire") or {}).get("run") or {}).get("per_slice", {})

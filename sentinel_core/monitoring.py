@@ -122,11 +122,16 @@ def estimate_scored(
     )
     if recent is None or not recent.p.size or settings.monitor.rectify_window < 2:
         return estimates
+    # The default's slice estimate is ATC's, so ATC's 0/1 votes are what its recent
+    # residual corrects: anchored P of a few recent labelled traces, anchored among
+    # themselves, vary too little to measure that residual's noise (a simulated month
+    # gave r3 intervals of [0, 0]).
+    both_voted = scored.votes is not None and recent.votes is not None
     return rectify_with_recent_labels(
         estimates,
-        scored.p,
+        scored.votes if both_voted and scored.votes is not None else scored.p,
         scored.slice,
-        recent.p,
+        recent.votes if both_voted and recent.votes is not None else recent.p,
         recent.slice,
         recent.label,
         window=settings.monitor.rectify_window,

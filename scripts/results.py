@@ -57,7 +57,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labeling.exact import label_store  # noqa: E402
-from sentinel_core.anchoring import anchor_slice  # noqa: E402
 from sentinel_core.corpus import iter_sample_records  # noqa: E402
 from sentinel_core.estimator import (  # noqa: E402
     DEFAULT_METHOD,
@@ -65,7 +64,7 @@ from sentinel_core.estimator import (  # noqa: E402
     fit_estimator,
     make_estimator,
     predict_in_slices,
-    score_parts,
+    score_in_slices,
 )
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_NAMES, FEATURE_SET_VERSION  # noqa: E402
 from sentinel_core.ingest import ingest_records  # noqa: E402
@@ -370,8 +369,7 @@ def served_intervals(frame: pd.DataFrame, confidence: float = 0.9) -> pd.DataFra
         model = fit_estimator(
             make_estimator("default", search=False), X[~test], y[~test], groups=slices[~test]
         )
-        pooled, votes = score_parts(model, X[test])
-        p = pooled if votes is None else anchor_slice(pooled, float(votes.mean()))
+        p, votes = score_in_slices(model, X[test], slices[test])
         residuals = loso_residuals(predict, X[~test], y[~test], slices[~test])
         row: dict[str, object] = {
             "benchmark": name,

@@ -70,6 +70,7 @@ __all__ = [
     "fit_estimator",
     "make_estimator",
     "predict_in_slices",
+    "score_in_slices",
     "score_parts",
 ]
 
@@ -673,17 +674,25 @@ def score_parts(estimator: Any, X: Any) -> tuple[FloatArray, FloatArray | None]:
     """``(p, votes)`` of any fitted estimator: votes for an :class:`AnchoredEstimator`
     (anchor them with :func:`sentinel_core.anchoring.anchor_to_slices` once the slices
     are whole), None for the others, whose ``p`` is final."""
-    if isinstance(estimator, AnchoredEstimator) or hasattr(estimator, "predict_parts"):
+    if isinstance(estimator, AnchoredEstimator):
         p, votes = estimator.predict_parts(X)
         return np.asarray(p, dtype=np.float64), np.asarray(votes, dtype=np.float64)
     return np.asarray(estimator.predict_proba(X), dtype=np.float64)[:, 1], None
 
 
-def predict_in_slices(estimator: Any, X: Any, slices: npt.ArrayLike) -> FloatArray:
-    """``P(correct)`` per row of ``X`` for rows whose slices are all there (``slices``:
-    each row's key, ``(n,)``): anchored for the default, as predicted for the others."""
+def score_in_slices(
+    estimator: Any, X: Any, slices: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray | None]:
+    """``(P(correct), votes)`` per row of ``X`` for rows whose slices are all there
+    (``slices``: each row's key, ``(n,)``): P anchored and ATC's votes for the default
+    (its label-free intervals resample them), P as predicted and None for the others."""
     p, votes = score_parts(estimator, X)
-    return p if votes is None else anchor_to_slices(p, votes, slices)
+    return (p, None) if votes is None else (anchor_to_slices(p, votes, slices), votes)
+
+
+def predict_in_slices(estimator: Any, X: Any, slices: npt.ArrayLike) -> FloatArray:
+    """``P(correct)`` of :func:`score_in_slices`, without the votes."""
+    return score_in_slices(estimator, X, slices)[0]
 
 
 #: Any estimator :func:`make_estimator` makes.

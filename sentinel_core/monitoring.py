@@ -126,12 +126,14 @@ def estimate_scored(
     # residual corrects: anchored P of a few recent labelled traces, anchored among
     # themselves, vary too little to measure that residual's noise (a simulated month
     # gave r3 intervals of [0, 0]).
-    both_voted = scored.votes is not None and recent.votes is not None
+    current, past = scored.p, recent.p
+    if scored.votes is not None and recent.votes is not None:
+        current, past = scored.votes, recent.votes
     return rectify_with_recent_labels(
         estimates,
-        scored.votes if both_voted and scored.votes is not None else scored.p,
+        current,
         scored.slice,
-        recent.votes if both_voted and recent.votes is not None else recent.p,
+        past,
         recent.slice,
         recent.label,
         window=settings.monitor.rectify_window,

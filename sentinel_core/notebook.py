@@ -32,10 +32,9 @@ import orjson
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sentinel_core.anchoring import anchor_to_slices
 from sentinel_core.charts import slice_chart
 from sentinel_core.errors import InvalidInputError, InvalidTraceError, NotFittedError
-from sentinel_core.estimator import ServableEstimator, predict_in_slices, score_parts
+from sentinel_core.estimator import ServableEstimator, predict_in_slices, score_in_slices
 from sentinel_core.features import FEATURE_NAMES, entropy_profiles
 from sentinel_core.recipe import Recipe
 from sentinel_core.slices import estimate_slices_with_labels
@@ -135,8 +134,7 @@ class SliceMonitor:
         """
         estimator = self._fitted()
         slices = self._slices(analysis)
-        pooled, votes = score_parts(estimator, features(analysis))
-        p = pooled if votes is None else anchor_to_slices(pooled, votes, slices)
+        p, votes = score_in_slices(estimator, features(analysis), slices)
         y = np.full(p.shape, np.nan) if label is None else _labels(analysis, label)
         error = self.calibration_error_
         estimates = estimate_slices_with_labels(

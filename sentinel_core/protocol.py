@@ -64,7 +64,7 @@ from sentinel_core.estimator import (
     Calibration,
     EntropyEstimator,
     Family,
-    predict_in_slices,
+    score_in_slices,
 )
 from sentinel_core.features import BASELINE_NAMES, FEATURE_NAMES
 from sentinel_core.intervals import (
@@ -167,17 +167,6 @@ class _Method:
     soft: bool = False  # soft ATC (sentinel_core.soft_atc), chooses its width by slice
     anchored: str | None = None  # the ATC score of the anchored classifier (the default)
 
-    def votes(
-        self, X_train: FloatArray, y_train: FloatArray, X_test: FloatArray
-    ) -> FloatArray | None:
-        """ATC's 0/1 votes on ``X_test`` for the anchored classifier (its intervals
-        resample them, as the served estimate does); None for every other method."""
-        if self.anchored is None:
-            return None
-        column = self.columns.index(self.anchored)
-        atc = ATCEstimator.for_score(self.anchored).fit(X_train[:, column], y_train)
-        return atc.confident(X_test[:, column]).astype(np.float64)
-
     def predict(
         self,
         X_train: FloatArray,
@@ -193,12 +182,34 @@ class _Method:
         conf_slice)``. The anchored classifier anchors each test slice of
         ``test_groups`` (None: the test rows are one slice) on ATC's share.
         """
+        return self.predict_with_votes(X_train, y_train, X_test, groups, test_groups)[0]
+
+    def predict_with_votes(
+        self,
+        X_train: FloatArray,
+        y_train: FloatArray,
+        X_test: FloatArray,
+        groups: npt.NDArray[np.str_] | None = None,
+        test_groups: npt.NDArray[np.str_] | None = None,
+    ) -> tuple[FloatArray, FloatArray | None]:
+        """:meth:`predict` and, for the anchored classifier, ATC's 0/1 votes on
+        ``X_test`` (its intervals resample them, as the served estimate does); None for
+        every other method."""
         if self.anchored is not None:
             model = AnchoredEstimator(
                 score=self.anchored, feature_names=self.columns, search=False
             ).fit(X_train, y_train.astype(np.int64))
             keys = np.zeros(X_test.shape[0], dtype=str) if test_groups is None else test_groups
-            return predict_in_slices(model, X_test, keys)
+            return score_in_slices(model, X_test, keys)
+        return self._predict_plain(X_train, y_train, X_test, groups), None
+
+    def _predict_plain(
+        self,
+        X_train: FloatArray,
+        y_train: FloatArray,
+        X_test: FloatArray,
+        groups: npt.NDArray[np.str_] | None,
+    ) -> FloatArray:
         if self.soft:
             soft = SoftATC(CONFIDENT_DIRECTION[self.columns[0]])
             return soft.fit(X_train[:, 0], y_train, groups=groups).predict(X_test[:, 0])
@@ -340,7 +351,7 @@ class _SliceTable:
         train = np.isin(self.inverse, group)
         held_out = np.setdiff1d(np.arange(self.names.size), group)
         train_groups = self.names[self.inverse[train]]
-        p = method.predict(
+        p, votes = method.predict_with_votes(
             X[train],
             self.labels[train],
             X[~train],
@@ -359,7 +370,6 @@ class _SliceTable:
             }
             held_p = np.full(self.labels.size, np.nan)
             held_p[~train] = p
-            votes = method.votes(X[train], self.labels[train], X[~train])
             held_v = None if votes is None else np.full(self.labels.size, np.nan)
             if held_v is not None:
                 held_v[~train] = votes

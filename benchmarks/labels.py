@@ -2,14 +2,13 @@
 
     .venv/bin/python benchmarks/labels.py [--seeds 500] [--partitions 25] [--quick]
         [--methods lr_11d,atc_H_max] [--audit-share 0.2] [--floor 0.2]
-        [--corpus qwen1.5b|qwen0.5b|all]
+        [--corpus qwen1.5b|qwen0.5b|all] [--no-pin-cut]
 
 Data (``--corpus``): the shipped real traces of Qwen2.5-Coder-1.5B (corpus-dev +
-corpus-collected: 242 responses on 14 benchmarks, the default), of
-Qwen2.5-Coder-0.5B (840, 60 per benchmark) or all 1,082, labels from the
-datasheet's exact verifier,
-featurised with ``sentinel_core.features.scores_from_flat`` (the function ingest
-calls).
+corpus-collected + corpus-qwen2.5-coder-1.5b-extra: 840 responses, 60 on each of 14
+benchmarks, the default), of Qwen2.5-Coder-0.5B (840, the same prompts) or all 1,680,
+labels from the datasheet's exact verifier, featurised with
+``sentinel_core.features.scores_from_flat`` (the function ingest calls).
 
 P(correct), never in-sample: the 14 benchmarks are split at random into four groups
 (4, 4, 3, 3; ``--partitions`` such splits); for each group the estimator
@@ -37,6 +36,14 @@ budget x slices):
   estimated by ``sentinel_core.slices.estimate_slices_with_labels`` with the
   inclusion probabilities the plan stored (inverse-probability-weighted PPI++, the
   ``active`` method of ``sentinel estimate``).
+
+Responses cut at ``max_tokens`` (``finish_reason == "length"``) have no final answer
+unless they boxed one before the cut (1 of the first model's 265 is correct). As the
+product does (``AnchoredEstimator.cut_p_``, ``estimator.pinned_for``), the default pins
+them at the share of correct among the training groups' cut responses (add-half
+smoothed, never in-sample) and anchors the others around them, so the slice's mean P
+is still ATC's share; ``--no-pin-cut`` replays the default without the pins (what it
+did before). The other methods are never pinned, as in the product.
 
 Printed per estimator method, design and budget: median |estimate - truth| over all
 slices of all seeds, coverage of the nominal 90% intervals, mean width, and the
@@ -107,6 +114,7 @@ class Corpus:
     X: np.ndarray  # (n, 11) entropy profile
     y: np.ndarray  # (n,) 0/1 labels
     benchmark: np.ndarray  # (n,) benchmark names
+    cut: np.ndarray  # (n,) bool, finish_reason == "length" (cut at max_tokens)
 
 
 @dataclass(frozen=True)
@@ -115,19 +123,24 @@ class Split:
     p: dict[str, np.ndarray]  # method -> (n,) leave-group-out P(correct)
     #: method -> (n,) ATC votes for the default (anchored per campaign slice), else None
     votes: dict[str, np.ndarray | None]
+    #: (n,) P(correct) of a cut response, from the other groups' cut responses
+    cut_p: np.ndarray
 
-    def slice_p(self, method: str, rows: np.ndarray) -> np.ndarray:
-        """P(correct) of one campaign slice's rows (the default anchored on the slice)."""
+    def slice_p(self, method: str, rows: np.ndarray, cut: np.ndarray | None = None) -> np.ndarray:
+        """P(correct) of one campaign slice's rows: the default anchored on the slice, its
+        responses cut at max_tokens (``cut``, the slice's rows) pinned at ``cut_p`` as
+        ``estimator.pinned_for`` pins them; the other methods' P as predicted."""
         votes = self.votes[method]
         if votes is None:
             return self.p[method][rows]
-        return anchor_slice(self.p[method][rows], float(votes[rows].mean()))
+        pinned = None if cut is None else np.where(cut, self.cut_p[rows], np.nan)
+        return anchor_slice(self.p[method][rows], float(votes[rows].mean()), pinned)
 
 
 def load_corpus(choice: str) -> Corpus:
     """The chosen shipped real traces: their 11-d profile, label and benchmark."""
     data = resources.files("sentinel_core") / "data"
-    X, y, bench = [], [], []
+    X, y, bench, cut = [], [], [], []
     for name in CORPORA[choice]:
         with (data / f"{name}.npz").open("rb") as handle, np.load(handle) as arrays:
             top = arrays["top"].astype(np.float32)
@@ -138,7 +151,8 @@ def load_corpus(choice: str) -> Corpus:
             meta = orjson.loads(line)
             y.append(int(meta["label"]))
             bench.append(meta["metadata"]["benchmark"])
-    return Corpus(np.vstack(X), np.array(y), np.array(bench))
+            cut.append(meta.get("finish_reason") == "length")
+    return Corpus(np.vstack(X), np.array(y), np.array(bench), np.array(cut, dtype=bool))
 
 
 def make_splits(corpus: Corpus, methods: list[str], count: int, seed: int) -> list[Split]:
@@ -152,6 +166,11 @@ def make_splits(corpus: Corpus, methods: list[str], count: int, seed: int) -> li
         groups = [order[a:b] for a, b in itertools.pairwise(cuts)]
         p: dict[str, np.ndarray] = {}
         votes: dict[str, np.ndarray | None] = {}
+        cut_p = np.empty(corpus.y.size)
+        for group in groups:
+            test = np.isin(corpus.benchmark, group)
+            known = ~test & corpus.cut
+            cut_p[test] = (corpus.y[known].sum() + 0.5) / (known.sum() + 1.0)
         for method in methods:
             out, voted = np.empty(corpus.y.size), np.empty(corpus.y.size)
             for group in groups:
@@ -162,7 +181,7 @@ def make_splits(corpus: Corpus, methods: list[str], count: int, seed: int) -> li
                 voted[test] = np.nan if part is None else part
             p[method] = out
             votes[method] = None if np.isnan(voted).any() else voted
-        splits.append(Split(groups, p, votes))
+        splits.append(Split(groups, p, votes, cut_p))
     return splits
 
 
@@ -212,7 +231,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Per benchmark (the default anchored on each benchmark's ATC share).
         pooled = np.concatenate([
             s.p[method] if s.votes[method] is None
-            else anchor_to_slices(s.p[method], s.votes[method], corpus.benchmark)
+            else anchor_to_slices(
+                s.p[method],
+                s.votes[method],
+                corpus.benchmark,
+                np.where(corpus.cut, s.cut_p, np.nan) if args.pin_cut else None,
+            )
             for s in splits
         ])  # fmt: skip
         truth = np.tile(corpus.y, len(splits))
@@ -262,7 +286,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         )
                     )
         for method in methods:
-            ps = [split.slice_p(method, s) for s in slices]
+            ps = [split.slice_p(method, s, corpus.cut[s] if args.pin_cut else None) for s in slices]
             for p, y in zip(ps, ys, strict=True):
                 if np.std(y) > 0 and np.std(p) > 0:
                     within_r2[method].append(float(np.corrcoef(p, y)[0, 1] ** 2))
@@ -371,6 +395,7 @@ def summarise(
         "slices_per_campaign": 4 * args.slices_per_group,
         "audit_share": args.audit_share,
         "floor": args.floor,
+        "pin_cut": args.pin_cut,
         "confidence": CONFIDENCE,
         "seconds": round(seconds, 1),
         "methods": {},
@@ -382,7 +407,8 @@ def summarise(
     for method, designs in rows.items():
         r2 = within_r2[method]
         print(
-            f"\n== P(correct) from {method} (leave-benchmarks-out); within-slice "
+            f"\n== P(correct) from {method}{'' if args.pin_cut else ', cut not pinned'} "
+            f"(leave-benchmarks-out); within-slice "
             f"corr(p, y)^2 median {np.median(r2):.3f}, mean {np.mean(r2):.3f} =="
         )
         print(header)
@@ -438,12 +464,18 @@ def main() -> None:
         "--corpus",
         choices=sorted(CORPORA),
         default="qwen1.5b",
-        help="shipped traces: qwen1.5b (242), qwen0.5b (840) or all",
+        help="shipped traces: qwen1.5b (840), qwen0.5b (840) or all",
     )
     parser.add_argument(
         "--ablation", action="store_true", help="also the active campaign's halves apart"
     )
     parser.add_argument("--quick", action="store_true", help="100 seeds, 10 partitions")
+    parser.add_argument(
+        "--no-pin-cut",
+        dest="pin_cut",
+        action="store_false",
+        help="the default without pinning responses cut at max_tokens (as before)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.partitions = min(args.seeds, 100), min(args.partitions, 10)

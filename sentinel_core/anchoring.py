@@ -23,6 +23,16 @@ instead of by EM. So the slice's estimate (the mean of its ``P_i``) is ATC's, an
 response's ``P_i`` keeps the classifier's order within the slice and a real spread.
 Without a slice (one response alone, or a caller that does not know the slices) the
 classifier's pooled ``p_i`` is the answer.
+
+Pinned responses (``pinned``, a value per response, NaN for the others) keep their
+value and are not shifted; the others are shifted so that the whole slice's mean is
+still ``t_s``. The default pins a response cut at ``max_tokens``
+(``finish_reason == "length"``) at the share of correct among the cut responses it was
+trained on (``AnchoredEstimator.cut_p_``): a cut response has no final answer unless it
+boxed one before the cut (1 of the first model's 265 cut responses is correct), which
+the entropy profile does not see. The slice estimate does not change; within the
+slice, P(correct) then tracks correctness more closely, which is what prediction-
+powered inference and active sampling spend (docs/labels.md).
 """
 
 from __future__ import annotations
@@ -45,9 +55,13 @@ FloatArray = npt.NDArray[np.float64]
 _MAX_LOGIT: Final[float] = 30.0
 
 
-def anchor_slice(p: npt.ArrayLike, share: float) -> FloatArray:
+def anchor_slice(p: npt.ArrayLike, share: float, pinned: npt.ArrayLike | None = None) -> FloatArray:
     """``p`` (one slice's pooled ``P(correct)``, shape ``(n,)``, ``n >= 1``) shifted on the
-    log-odds scale so that its mean is ``share`` (clipped to ``[1/(2n), 1 - 1/(2n)]``)."""
+    log-odds scale so that its mean is ``share`` (clipped to ``[1/(2n), 1 - 1/(2n)]``).
+
+    ``pinned`` ``(n,)``: a fixed ``P(correct)`` in [0, 1] per pinned response, NaN for
+    the others; the others alone are shifted, so that the mean over all ``n`` is still
+    ``share`` as far as they can make it (their own mean kept in [0, 1])."""
     values = as_unit_vector("p", p)
     if values.size == 0:
         raise InvalidInputError("expected at least one response in the slice, got none")
@@ -55,6 +69,21 @@ def anchor_slice(p: npt.ArrayLike, share: float) -> FloatArray:
         raise InvalidInputError(f"share must lie in [0, 1], got {share!r}")
     margin = 0.5 / values.size
     target = min(max(share, margin), 1.0 - margin)
+    if pinned is not None:
+        fixed = np.asarray(pinned, dtype=np.float64).ravel()
+        check_same_length("p", values.size, "pinned", fixed.size)
+        held = ~np.isnan(fixed)
+        if np.any((fixed[held] < 0.0) | (fixed[held] > 1.0)):
+            raise InvalidInputError(
+                f"pinned values must lie in [0, 1] (NaN: not pinned), got {fixed[held][:5]}"
+            )
+        if held.any():
+            out = fixed.copy()
+            free = ~held
+            if free.any():
+                rest = (target * values.size - float(fixed[held].sum())) / free.sum()
+                out[free] = anchor_slice(values[free], min(max(rest, 0.0), 1.0))
+            return out
     z = np.clip(special.logit(values), -_MAX_LOGIT, _MAX_LOGIT)
 
     def gap(delta: float) -> float:
@@ -66,13 +95,20 @@ def anchor_slice(p: npt.ArrayLike, share: float) -> FloatArray:
     return np.asarray(special.expit(z + delta), dtype=np.float64)
 
 
-def anchor_to_slices(p: npt.ArrayLike, votes: npt.ArrayLike, slices: npt.ArrayLike) -> FloatArray:
+def anchor_to_slices(
+    p: npt.ArrayLike,
+    votes: npt.ArrayLike,
+    slices: npt.ArrayLike,
+    pinned: npt.ArrayLike | None = None,
+) -> FloatArray:
     """Every slice of ``slices`` anchored on its share of ATC ``votes`` (module docstring).
 
     Args:
         p: the classifier's pooled ``P(correct)`` per response, shape ``(n,)``.
         votes: 1 where ATC finds the response on the confident side, else 0, ``(n,)``.
         slices: each response's slice key, ``(n,)`` (compared as strings).
+        pinned: a fixed ``P(correct)`` per response, NaN where free, ``(n,)``; None:
+            none pinned (:func:`anchor_slice`).
 
     Returns:
         The anchored ``P(correct)``, shape ``(n,)``, in the input order.
@@ -84,11 +120,17 @@ def anchor_to_slices(p: npt.ArrayLike, votes: npt.ArrayLike, slices: npt.ArrayLi
     check_same_length("p", values.size, "slices", keys.size)
     if not np.all((confident == 0.0) | (confident == 1.0)):
         raise InvalidInputError(f"votes must be 0/1, got values {np.unique(confident)[:5]}")
+    fixed = None
+    if pinned is not None:
+        fixed = np.asarray(pinned, dtype=np.float64).ravel()
+        check_same_length("p", values.size, "pinned", fixed.size)
     out = np.empty(values.size)
     if values.size == 0:
         return out
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     order = np.argsort(inverse, kind="stable")
     for rows in np.split(order, np.cumsum(counts)[:-1]):
-        out[rows] = anchor_slice(values[rows], float(confident[rows].mean()))
+        out[rows] = anchor_slice(
+            values[rows], float(confident[rows].mean()), None if fixed is None else fixed[rows]
+        )
     return out

@@ -56,6 +56,7 @@ __all__ = [
     "CONSTANT_PROBA_RANGE",
     "DEFAULT_METHOD",
     "ISOTONIC_MIN_LABELS",
+    "MIN_CUT_LABELS",
     "PARAM_GRIDS",
     "SERVABLE_METHODS",
     "ATCClassifier",
@@ -69,6 +70,7 @@ __all__ = [
     "estimate_held_out_calibration_error",
     "fit_estimator",
     "make_estimator",
+    "pinned_for",
     "predict_in_slices",
     "score_in_slices",
     "score_parts",
@@ -84,6 +86,11 @@ Calibration = Literal["auto", "isotonic", "sigmoid", "none"]
 #: has two parameters and does not overfit a few hundred labels (scikit-learn's user
 #: guide, "Probability calibration", advises against isotonic below ~1000 samples).
 ISOTONIC_MIN_LABELS: Final[int] = 1000
+
+#: The default pins responses cut at ``max_tokens`` (:mod:`sentinel_core.anchoring`)
+#: only when at least this many cut responses were in its training labels: their share
+#: of correct is then known to within about 0.1 (a binomial sd at 20 draws is <= 0.11).
+MIN_CUT_LABELS: Final[int] = 20
 
 #: ``P(correct)`` predicted after training on a single class: the training accuracy
 #: (0 or 1) clipped to this range. A supervision set that is all correct says the
@@ -608,6 +615,12 @@ class AnchoredEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     classifier's pooled ``P(correct)``. :meth:`predict_parts` returns both parts, for
     callers that score in chunks and anchor once every chunk of a slice is in.
 
+    Responses cut at ``max_tokens``: ``fit(..., cut=)`` measures the share of correct
+    among the training responses that were cut (``cut_p_``, add-half smoothed; NaN with
+    fewer than :data:`MIN_CUT_LABELS` of them or without ``cut``), and
+    :func:`score_in_slices` pins the cut responses it is given there, anchoring the
+    others around them (the slice estimate stays ATC's).
+
     Parameters:
         score: the ATC column among ``feature_names`` (default ``H_max``).
         feature_names: the columns ``X`` holds (METHOD order by default).
@@ -631,11 +644,18 @@ class AnchoredEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def _column(self) -> int:
         return _score_column(self.score, self.feature_names)
 
-    def fit(self, X: Any, y: Any, groups: Any = None) -> AnchoredEstimator:
-        """Fit both parts on ``X`` ``(n, d)`` and 0/1 ``y`` ``(n,)`` (``groups`` unused)."""
+    def fit(self, X: Any, y: Any, groups: Any = None, cut: Any = None) -> AnchoredEstimator:
+        """Fit both parts on ``X`` ``(n, d)`` and 0/1 ``y`` ``(n,)`` (``groups`` unused);
+        ``cut`` ``(n,)`` bool: which responses were cut at ``max_tokens`` (``cut_p_``)."""
         X, y = validate_data(self, X, y)
         check_classification_targets(y)
         labels = as_labels("y", y)
+        self.cut_p_ = float("nan")
+        if cut is not None:
+            was_cut = np.asarray(cut, dtype=bool).ravel()
+            check_same_length("y", labels.size, "cut", was_cut.size)
+            if was_cut.sum() >= MIN_CUT_LABELS:
+                self.cut_p_ = float((labels[was_cut].sum() + 0.5) / (was_cut.sum() + 1.0))
         self.classes_ = np.array([0, 1])
         self.classifier_ = EntropyEstimator(
             family="logistic",
@@ -680,19 +700,38 @@ def score_parts(estimator: Any, X: Any) -> tuple[FloatArray, FloatArray | None]:
     return np.asarray(estimator.predict_proba(X), dtype=np.float64)[:, 1], None
 
 
+def pinned_for(estimator: Any, cut: npt.ArrayLike | None) -> FloatArray | None:
+    """Each response's pinned ``P(correct)`` (NaN: free) for the default whose training
+    measured ``cut_p_``, given ``cut`` ``(n,)`` (cut at ``max_tokens``); None when nothing
+    is pinned (another estimator, an older model without ``cut_p_``, or no cut)."""
+    cut_p = float(getattr(estimator, "cut_p_", float("nan")))
+    if cut is None or not isinstance(estimator, AnchoredEstimator) or np.isnan(cut_p):
+        return None
+    was_cut = np.asarray(cut, dtype=bool).ravel()
+    if not was_cut.any():
+        return None
+    return np.where(was_cut, cut_p, np.nan)
+
+
 def score_in_slices(
-    estimator: Any, X: Any, slices: npt.ArrayLike
+    estimator: Any, X: Any, slices: npt.ArrayLike, cut: npt.ArrayLike | None = None
 ) -> tuple[FloatArray, FloatArray | None]:
     """``(P(correct), votes)`` per row of ``X`` for rows whose slices are all there
     (``slices``: each row's key, ``(n,)``): P anchored and ATC's votes for the default
-    (its label-free intervals resample them), P as predicted and None for the others."""
+    (its label-free intervals resample them), P as predicted and None for the others.
+    ``cut`` ``(n,)``: responses cut at ``max_tokens``, pinned by the default
+    (:func:`pinned_for`)."""
     p, votes = score_parts(estimator, X)
-    return (p, None) if votes is None else (anchor_to_slices(p, votes, slices), votes)
+    if votes is None:
+        return p, None
+    return anchor_to_slices(p, votes, slices, pinned_for(estimator, cut)), votes
 
 
-def predict_in_slices(estimator: Any, X: Any, slices: npt.ArrayLike) -> FloatArray:
+def predict_in_slices(
+    estimator: Any, X: Any, slices: npt.ArrayLike, cut: npt.ArrayLike | None = None
+) -> FloatArray:
     """``P(correct)`` of :func:`score_in_slices`, without the votes."""
-    return score_in_slices(estimator, X, slices)[0]
+    return score_in_slices(estimator, X, slices, cut)[0]
 
 
 #: Any estimator :func:`make_estimator` makes.
@@ -754,8 +793,12 @@ def fit_estimator(
     X: Any,
     y: Any,
     groups: Any = None,
+    cut: Any = None,
 ) -> ServableEstimator:
-    """Fit any servable estimator; ``groups`` (each row's slice) goes where it is used."""
-    if isinstance(estimator, ATCClassifier | AnchoredEstimator):
+    """Fit any servable estimator; ``groups`` (each row's slice) and ``cut`` (cut at
+    ``max_tokens``) go where they are used."""
+    if isinstance(estimator, AnchoredEstimator):
+        return estimator.fit(X, y, groups=groups, cut=cut)
+    if isinstance(estimator, ATCClassifier):
         return estimator.fit(X, y, groups=groups)
     return estimator.fit(X, y)

@@ -43,6 +43,9 @@ class Scored:
     #: anchored per slice (:meth:`anchored`) once every chunk of a slice is in; None:
     #: ``p`` is final.
     votes: np.ndarray[Any, np.dtype[np.float64]] | None = None
+    #: The default's pinned ``P(correct)`` of responses cut at ``max_tokens`` (NaN for
+    #: the others; ``estimator.pinned_for``), kept through :meth:`anchored`; None: none.
+    pinned: np.ndarray[Any, np.dtype[np.float64]] | None = None
 
     @classmethod
     def concat(cls, chunks: Sequence[Scored]) -> Scored:
@@ -56,6 +59,7 @@ class Scored:
                 "expected every chunk scored by the same estimator, got chunks with and "
                 "without ATC votes"
             )
+        pinned = any(c.pinned is not None for c in chunks)
         return cls(
             np.concatenate([c.p for c in chunks]),
             np.concatenate([c.slice for c in chunks]),
@@ -65,6 +69,7 @@ class Scored:
             np.concatenate([c.votes for c in chunks if c.votes is not None])
             if all(voted)
             else None,
+            np.concatenate([c.pins() for c in chunks]) if pinned else None,
         )
 
     def anchored(self) -> Scored:
@@ -73,7 +78,11 @@ class Scored:
         are no votes. Call it on whole slices only; anchoring twice changes nothing."""
         if self.votes is None:
             return self
-        return replace(self, p=anchor_to_slices(self.p, self.votes, self.slice))
+        return replace(self, p=anchor_to_slices(self.p, self.votes, self.slice, self.pinned))
+
+    def pins(self) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """``pinned``, all NaN where none was given."""
+        return np.full(self.p.shape, np.nan) if self.pinned is None else self.pinned
 
     def design(self) -> tuple[np.ndarray[Any, np.dtype[np.float64]], ...]:
         """``(inclusion, population)``, all NaN where none was given."""
@@ -85,7 +94,13 @@ class Scored:
 
     def without_labels(self) -> Scored:
         """The same traces as if none were labelled (a label-free estimate)."""
-        return Scored(self.p, self.slice, np.full(self.p.shape, np.nan), votes=self.votes)
+        return Scored(
+            self.p,
+            self.slice,
+            np.full(self.p.shape, np.nan),
+            votes=self.votes,
+            pinned=self.pinned,
+        )
 
 
 def estimate_scored(

@@ -51,21 +51,29 @@ def features(traces: pd.DataFrame) -> pd.DataFrame:
         InvalidInputError: no ``response`` column, or a row whose response cannot be
             parsed (the message names the row and the reason).
     """
+    return _parsed(traces)[0]
+
+
+def _parsed(traces: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray[Any, np.dtype[np.bool_]]]:
+    """:func:`features`, and whether each response was cut at ``max_tokens``."""
     if RESPONSE not in traces.columns:
         raise InvalidInputError(
             f"expected a {RESPONSE!r} column with OpenAI completion objects, got columns "
             f"{list(traces.columns)[:10]}"
         )
-    tops = []
+    tops, cut = [], []
     for index, value in traces[RESPONSE].items():
         try:
             response = orjson.loads(value) if isinstance(value, str | bytes) else value
-            tops.append(parse_record(response)[0].top_logprobs)
+            parsed = parse_record(response)[0]
+            tops.append(parsed.top_logprobs)
+            cut.append(parsed.finish_reason == "length")
         except (orjson.JSONDecodeError, InvalidTraceError, IndexError) as exc:
             raise InvalidInputError(
                 f"expected row {index!r} to hold an OpenAI completion with top logprobs, got: {exc}"
             ) from exc
-    return pd.DataFrame(entropy_profiles(tops), index=traces.index, columns=list(FEATURE_NAMES))
+    profile = pd.DataFrame(entropy_profiles(tops), index=traces.index, columns=list(FEATURE_NAMES))
+    return profile, np.array(cut, dtype=bool)
 
 
 class SliceMonitor:
@@ -110,10 +118,10 @@ class SliceMonitor:
         """Train on labelled traces (every row needs a 0/1 ``label``)."""
         slices = self._slices(reference)
         y = _labels(reference, label, required=True)
-        X = features(reference)
+        X, cut = _parsed(reference)
         chosen = supervision_set(slices, y, min_labels=self.min_labels, seed=self.seed).indices
         self.estimator_, self.calibration_error_ = self.recipe.fit(
-            X.iloc[chosen], y[chosen].astype(int), slices[chosen]
+            X.iloc[chosen], y[chosen].astype(int), slices[chosen], cut[chosen]
         )
         return self
 
@@ -121,7 +129,8 @@ class SliceMonitor:
         """P(correct) of each row's response, indexed like ``traces``; the default
         anchors each slice (the ``by`` column) on ATC's share, so pass whole slices."""
         estimator = self._fitted()
-        p = predict_in_slices(estimator, features(traces), self._slices(traces))
+        X, cut = _parsed(traces)
+        p = predict_in_slices(estimator, X, self._slices(traces), cut)
         return pd.Series(p, index=traces.index, name="p_correct")
 
     def estimate(self, analysis: pd.DataFrame, *, label: str | None = None) -> pd.DataFrame:
@@ -134,7 +143,8 @@ class SliceMonitor:
         """
         estimator = self._fitted()
         slices = self._slices(analysis)
-        p, votes = score_in_slices(estimator, features(analysis), slices)
+        X, cut = _parsed(analysis)
+        p, votes = score_in_slices(estimator, X, slices, cut)
         y = np.full(p.shape, np.nan) if label is None else _labels(analysis, label)
         error = self.calibration_error_
         estimates = estimate_slices_with_labels(

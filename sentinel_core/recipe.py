@@ -57,12 +57,13 @@ class Recipe:
             random_state=self.seed,
         )
 
-    def fit(self, X: Any, y: Any, groups: Any) -> tuple[ServableEstimator, float]:
+    def fit(self, X: Any, y: Any, groups: Any, cut: Any = None) -> tuple[ServableEstimator, float]:
         """Fit and calibrate on ``X`` (the 11 features), ``y`` (0/1), ``groups`` (each
-        row's slice); the estimator and its held-out slice error (leave-one-slice-out
-        median, NaN with one slice). The challenger of a retrain and a notebook's
-        ``SliceMonitor.fit`` are both made here."""
-        estimator = fit_estimator(self.make(), X, y, groups=groups)
+        row's slice), ``cut`` (each row cut at ``max_tokens``, optional); the estimator
+        and its held-out slice error (leave-one-slice-out median, NaN with one slice).
+        The challenger of a retrain and a notebook's ``SliceMonitor.fit`` are both made
+        here."""
+        estimator = fit_estimator(self.make(), X, y, groups=groups, cut=cut)
         held_out = estimate_held_out_calibration_error(
             X, y, groups, estimator_factory=lambda: self.make(search=False)
         )

@@ -218,7 +218,8 @@ def load_rows(
     """The traces ``trace_ids`` with their scores, slice and best label, in the given order.
 
     Columns: ``trace_id``, ``slice`` (the value of metadata ``slice_key``), one column
-    per score in ``names`` (a subset of ``ALL_SCORE_NAMES``), ``label`` (NaN if none).
+    per score in ``names`` (a subset of ``ALL_SCORE_NAMES``), ``label`` (NaN if none),
+    ``cut`` (bool: the response was cut at ``max_tokens``, ``finish_reason == "length"``).
 
     Raises:
         StoreError: a trace lacks features under ``feature_set`` (run
@@ -231,7 +232,7 @@ def load_rows(
     ids = list(trace_ids)
     with Session(engine) as session:
         rows = session.execute(
-            sa_select(traces.c.id, traces.c.metadata, features.c["values"])
+            sa_select(traces.c.id, traces.c.metadata, features.c["values"], traces.c.finish_reason)
             .join(features, features.c.trace_id == traces.c.id)
             .where(features.c.feature_set == feature_set, traces.c.id.in_(ids))
         ).all()
@@ -259,6 +260,7 @@ def load_rows(
     frame.insert(0, "trace_id", ids)
     frame.insert(1, "slice", slice_values(pd.Series([r[1] or {} for r in ordered]), slice_key))
     frame["label"] = best_labels(ids, labels)
+    frame["cut"] = np.array([r[3] == "length" for r in ordered], dtype=bool)
     return frame
 
 

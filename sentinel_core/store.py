@@ -367,8 +367,9 @@ def load_scores(engine: Engine, *, feature_set: str, names: Sequence[str]) -> pd
     """Every trace with its scores, metadata and best label, one row per trace.
 
     Columns: ``trace_id``, ``model``, ``created``, ``metadata`` (dict), one
-    column per name in ``names`` and ``label`` (1.0, 0.0 or NaN when no
-    labeler has spoken; ``LABELER_PRIORITY`` decides between labelers).
+    column per name in ``names``, ``label`` (1.0, 0.0 or NaN when no
+    labeler has spoken; ``LABELER_PRIORITY`` decides between labelers) and ``cut``
+    (bool: cut at ``max_tokens``, ``finish_reason == "length"``).
     """
     with Session(engine) as session:
         traces, features = table_of(TraceRow), table_of(FeatureRow)
@@ -379,6 +380,7 @@ def load_scores(engine: Engine, *, feature_set: str, names: Sequence[str]) -> pd
                 traces.c.created,
                 traces.c.metadata,
                 features.c["values"],
+                traces.c.finish_reason,
             )
             .join(features, features.c.trace_id == traces.c.id)
             .where(features.c.feature_set == feature_set)
@@ -403,6 +405,7 @@ def load_scores(engine: Engine, *, feature_set: str, names: Sequence[str]) -> pd
     frame.insert(2, "created", [r[2] for r in rows])
     frame.insert(3, "metadata", [r[3] or {} for r in rows])
     frame["label"] = best_labels(frame["trace_id"], label_rows)
+    frame["cut"] = np.array([r[5] == "length" for r in rows], dtype=bool)
     return frame
 
 

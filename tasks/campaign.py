@@ -75,7 +75,10 @@ def plan_labeling(
             slice_key=by,
         )
     probs = predict_in_slices(
-        served.estimator, frame[list(served.feature_names)], frame["slice"].to_numpy(dtype=str)
+        served.estimator,
+        frame[list(served.feature_names)],
+        frame["slice"].to_numpy(dtype=str),
+        frame["cut"].to_numpy(),
     )
     _, plan = plan_campaign(
         engine,

@@ -18,7 +18,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from sentinel_core.estimator import score_parts
+from sentinel_core.estimator import pinned_for, score_parts
 from sentinel_core.ledger import inclusion_of
 from sentinel_core.monitoring import Scored, estimate_scored
 from sentinel_core.runs import load_rows
@@ -57,6 +57,7 @@ def score_chunk(settings: Settings, version: str, trace_ids: list[str], by: str)
         inclusion,
         population,
         votes,
+        pinned_for(served.estimator, frame["cut"].to_numpy()),
     )
 
 

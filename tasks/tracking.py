@@ -12,6 +12,7 @@ active-run stack, so tasks in threads or Dask workers cannot log into each other
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -177,6 +178,10 @@ def log_retrain_run(
     metrics["n_supervision"] = float(len(supervision["trace_ids"]))
     metrics["n_labelled"] = float(supervision["n_labelled"])
     metrics["tier_threshold"] = float(supervision["threshold"])
+    # The default's P(correct) for responses cut at max_tokens (NaN: none pinned).
+    cut_p = float(getattr(model[0], "cut_p_", float("nan"))) if model else float("nan")
+    if not math.isnan(cut_p):
+        metrics["cut_p"] = cut_p
     params = {
         "method": recipe.method,
         "calibration": recipe.calibration,

@@ -160,4 +160,4 @@ def fit_challenger(
     (NaN when the supervision set holds one slice: the served error is then 1.0)."""
     frame = labelled_frame(settings, by).set_index("trace_id").loc[trace_ids]
     X, y = frame[list(FEATURE_NAMES)], frame["label"].to_numpy().astype(int)
-    return recipe.fit(X, y, frame["slice"].to_numpy())
+    return recipe.fit(X, y, frame["slice"].to_numpy(), frame["cut"].to_numpy())

@@ -60,16 +60,19 @@ def test_a_second_model_corpus_loads_with_20_top_logprobs_and_subset_prompts(
 
 
 def test_the_first_models_extra_responses_are_new_prompts_of_the_subset() -> None:
-    # corpus-qwen2.5-coder-1.5b-extra: more responses of the first model (the next 21-22
-    # of each benchmark in collect's round-robin order), ids = prompt ids as in corpus-dev.
+    # corpus-qwen2.5-coder-1.5b-extra: more responses of the first model (the other 42-43
+    # of each benchmark's first 60), ids = prompt ids as in corpus-dev.
     subset = _subset()
     pairs = list(iter_sample_records("corpus-qwen2.5-coder-1.5b-extra"))
     earlier = {record["id"] for corpus in QWEN for record, _ in iter_sample_records(corpus)}
-    assert len(pairs) == 300
+    assert len(pairs) == 598
     per_benchmark = Counter(r["metadata"]["benchmark"] for r, _ in pairs)
     assert set(per_benchmark) == {row["benchmark"] for row in subset.values()}
-    assert set(per_benchmark.values()) == {21, 22}  # round-robin: even across benchmarks
-    assert len({r["id"] for r, _ in pairs}) == 300
+    assert set(per_benchmark.values()) == {42, 43}
+    assert len({r["id"] for r, _ in pairs}) == 598
+    # with corpus-dev and corpus-collected: every prompt of the subset, once (60 each)
+    assert earlier.isdisjoint(r["id"] for r, _ in pairs)
+    assert earlier | {r["id"] for r, _ in pairs} == set(subset)
     for record, label in pairs:
         assert record["model"] == "qwen2.5-coder-1.5b-instruct-q4_k_m"
         assert record["id"] == record["metadata"]["prompt_id"]

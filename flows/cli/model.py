@@ -197,7 +197,7 @@ def scored_slices(
 
     Returns ``(frame, probs, estimates, served)``.
     """
-    from sentinel_core.estimator import score_parts
+    from sentinel_core.estimator import pinned_for, score_parts
     from sentinel_core.ledger import inclusion_of
     from sentinel_core.monitoring import Scored, estimate_scored
     from tasks.registry import load_champion
@@ -226,6 +226,7 @@ def scored_slices(
         inclusion,
         population,
         votes,
+        pinned_for(served.estimator, frame["cut"].to_numpy()),
     ).anchored()
     probs = scored.p
     estimates = estimate_scored(

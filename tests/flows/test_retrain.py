@@ -8,7 +8,7 @@ import pytest
 from flows.retrain import retrain
 from sentinel_core.estimator import EntropyEstimator
 from sentinel_core.features import FEATURE_NAMES, FEATURE_SET_VERSION
-from tasks.registry import CHAMPION, IDEMPOTENCY_TAG
+from tasks.registry import CHAMPION, IDEMPOTENCY_TAG, load_champion
 from tests.factories import plant_champion
 from tests.flows.conftest import Env
 
@@ -54,6 +54,10 @@ def test_a_first_retrain_registers_and_promotes_the_challenger(corpus_env: Env) 
     assert 0.0 < run.data.metrics["challenger_ece"] < 0.5
     per_tier = report["supervision"]["per_tier"]
     assert per_tier["easy"] == per_tier["hard"] > 0
+    # The default pins responses cut at max_tokens at their training share (few correct)
+    assert 0.0 < run.data.metrics["cut_p"] < 0.1
+    served = load_champion(corpus_env.settings())
+    assert served.estimator.cut_p_ == run.data.metrics["cut_p"]
 
 
 def test_a_rerun_after_success_registers_no_second_version(corpus_env: Env) -> None:

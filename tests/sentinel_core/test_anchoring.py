@@ -55,3 +55,44 @@ def test_bad_input_says_what_was_expected() -> None:
         anchor_slice([], 0.5)
     with pytest.raises(InvalidInputError):
         anchor_to_slices([1.5], [1.0], ["a"])
+
+
+def test_pinned_responses_keep_their_value_and_the_slice_mean_stays_the_share() -> None:
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.05, 0.95, size=100)
+    pinned = np.where(rng.uniform(size=100) < 0.3, 0.01, np.nan)
+    held = ~np.isnan(pinned)
+    anchored = anchor_slice(p, 0.6, pinned)
+    assert np.array_equal(anchored[held], pinned[held])
+    assert anchored.mean() == pytest.approx(0.6, abs=1e-9)
+    shift = special.logit(anchored[~held]) - special.logit(p[~held])
+    assert np.ptp(shift) < 1e-6  # the free ones move by one shift, keeping their order
+    # all NaN is the same as no pins
+    assert np.allclose(anchor_slice(p, 0.6, np.full(100, np.nan)), anchor_slice(p, 0.6))
+
+
+def test_when_the_pins_alone_exceed_the_share_the_others_go_to_the_bottom() -> None:
+    p = np.array([0.5, 0.5, 0.5, 0.5])
+    anchored = anchor_slice(p, 0.1, np.array([0.9, 0.9, np.nan, np.nan]))
+    assert anchored[:2].tolist() == [0.9, 0.9]
+    # as low as they go: a share of 0 for the two free ones, kept 1/(2 * 2) inside
+    assert anchored[2:] == pytest.approx([0.25, 0.25], abs=1e-9)
+    everything = anchor_slice(p, 0.3, np.full(4, 0.02))
+    assert everything.tolist() == [0.02] * 4
+
+
+def test_pins_are_kept_per_slice_and_checked() -> None:
+    keys = np.array(["a", "b"] * 20)
+    p = np.full(40, 0.5)
+    votes = np.zeros(40)
+    votes[np.flatnonzero(keys == "a")[:12]] = 1.0  # ATC's share: a 0.6, b 0.3
+    votes[np.flatnonzero(keys == "b")[:6]] = 1.0
+    pinned = np.where(np.arange(40) < 10, 0.05, np.nan)  # five of each slice
+    anchored = anchor_to_slices(p, votes, keys, pinned)
+    assert np.array_equal(anchored[:10], np.full(10, 0.05))
+    for key, share in (("a", 0.6), ("b", 0.3)):
+        assert anchored[keys == key].mean() == pytest.approx(share, abs=1e-9)
+    with pytest.raises(InvalidInputError, match="pinned values must lie in"):
+        anchor_slice(p[:3], 0.5, np.array([1.5, np.nan, np.nan]))
+    with pytest.raises(InvalidInputError, match="pinned"):
+        anchor_to_slices(p, votes, keys, np.full(39, np.nan))

@@ -13,13 +13,16 @@ from sklearn.base import clone
 from sentinel_core.errors import InvalidInputError
 from sentinel_core.estimator import (
     DEFAULT_METHOD,
+    MIN_CUT_LABELS,
     SERVABLE_METHODS,
     AnchoredEstimator,
     ATCClassifier,
     ATCEstimator,
     EntropyEstimator,
     make_estimator,
+    pinned_for,
     predict_in_slices,
+    score_in_slices,
     score_parts,
 )
 from sentinel_core.features import FEATURE_NAMES
@@ -118,3 +121,49 @@ def test_the_anchored_parts_anchor_like_the_estimator() -> None:
 def test_make_estimator_refuses_an_unknown_method() -> None:
     with pytest.raises(InvalidInputError, match="method must be one of"):
         make_estimator("lr_H_max")
+
+
+def test_the_default_pins_responses_cut_at_max_tokens_at_their_training_share() -> None:
+    X, y = _generated(n=600)
+    rng = np.random.default_rng(3)
+    cut = rng.uniform(size=y.size) < 0.2
+    y = np.where(cut, 0, y)  # cut responses are wrong, as without a final answer
+    y[np.flatnonzero(cut)[0]] = 1  # but one of them boxed its answer in time
+    model = AnchoredEstimator(search=False).fit(X, y, cut=cut)
+    assert model.cut_p_ == pytest.approx((1 + 0.5) / (cut.sum() + 1))
+    target, _ = _generated(n=300, seed=4)
+    keys = np.array(["a", "b", "c"] * 100)
+    target_cut = np.arange(300) % 7 == 0
+    plain, votes = score_in_slices(model, target, keys)
+    pinned, same_votes = score_in_slices(model, target, keys, target_cut)
+    assert votes is not None
+    assert same_votes is not None
+    assert np.array_equal(votes, same_votes)
+    assert np.all(pinned[target_cut] == model.cut_p_)
+    for key in ("a", "b", "c"):  # the slice estimates (ATC's share) do not move
+        assert pinned[keys == key].mean() == pytest.approx(plain[keys == key].mean(), abs=1e-9)
+    assert np.array_equal(predict_in_slices(model, target, keys, target_cut), pinned)
+
+
+def test_nothing_is_pinned_without_enough_cut_labels_or_for_other_estimators() -> None:
+    X, y = _generated(n=400)
+    few = np.zeros(y.size, dtype=bool)
+    few[: MIN_CUT_LABELS - 1] = True
+    model = AnchoredEstimator(search=False).fit(X, y, cut=few)
+    assert np.isnan(model.cut_p_)
+    assert pinned_for(model, few) is None
+    assert np.isnan(AnchoredEstimator(search=False).fit(X, y).cut_p_)
+    enough = np.zeros(y.size, dtype=bool)
+    enough[:MIN_CUT_LABELS] = True
+    fitted = AnchoredEstimator(search=False).fit(X, y, cut=enough)
+    assert pinned_for(fitted, np.zeros(5, dtype=bool)) is None  # nothing cut
+    pins = pinned_for(fitted, np.array([True, False]))
+    assert pins is not None
+    assert pins[0] == fitted.cut_p_
+    assert np.isnan(pins[1])
+    lr = make_estimator("lr_11d", search=False).fit(X, y)
+    assert pinned_for(lr, enough) is None
+    del fitted.cut_p_  # a model registered before cut_p_ existed
+    assert pinned_for(fitted, enough) is None
+    with pytest.raises(InvalidInputError, match="cut"):
+        AnchoredEstimator(search=False).fit(X, y, cut=enough[:-1])

@@ -16,6 +16,7 @@ from sentinel_core.corpus import iter_sample_records
 from sentinel_core.errors import InvalidInputError
 from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION, entropy_profile
 from sentinel_core.ingest import DamagedFileError, ingest_file, ingest_records
+from sentinel_core.runs import load_rows
 from sentinel_core.schema import FeatureRow, QuarantineRow, TraceRow
 from sentinel_core.store import add_labels, count_rows, load_scores
 from tests.factories import REAL_TRACES, chat_completion, real_lines, wrapper, write_jsonl
@@ -129,6 +130,19 @@ def test_the_shipped_sample_ingests_whole_and_takes_labels(engine: Engine) -> No
     assert (stored, known, unknown) == (134, 0, [])
     assert int(frame["label"].sum()) == 63
     assert frame["metadata"].map(lambda m: m["benchmark"]).nunique() == 14
+    # cut at max_tokens, from the stored finish_reason, in both loaders
+    cut = {r["id"]: r["response"]["choices"][0]["finish_reason"] == "length" for r, _ in pairs}
+    assert dict(zip(frame["trace_id"], frame["cut"].tolist(), strict=True)) == cut
+    assert 0 < frame["cut"].sum() < len(frame)
+    some = frame["trace_id"].tolist()[::-7]
+    rows = load_rows(
+        engine,
+        some,
+        feature_set=FEATURE_SET_VERSION,
+        names=ALL_SCORE_NAMES[:2],
+        slice_key="benchmark",
+    )
+    assert rows["cut"].tolist() == [cut[i] for i in some]
 
 
 def test_the_compact_sample_matches_the_wire_format_features_to_float16_precision(

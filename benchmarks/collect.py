@@ -20,8 +20,8 @@ client's aggregate rate can reach twice the server's figure; ``server_slots`` (f
 The prompts are GENERATED short arithmetic questions unless ``--prompts`` names a
 prompts JSONL. Prints a table, then one JSON object of the figures as its last line.
 
-``--model qwen|gemma`` picks the model ``scripts/llm-server --model`` serves (default qwen,
-one server slot; gemma serves two).
+``--model qwen|qwen-0.5b|gemma`` picks the model ``scripts/llm-server --model`` serves
+(default qwen; slots as ``SENTINEL_LLM_SLOTS`` says, port as ``SENTINEL_LLM_PORT``).
 
 Usage: .venv/bin/python benchmarks/collect.py [--model qwen] [--n 8] [--max-tokens 128]
        [--concurrency 2]
@@ -45,7 +45,7 @@ from sentinel_core.store import open_store  # noqa: E402
 from tasks.collect import collect  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "llm-server"
-MODELS = ("qwen", "gemma")
+MODELS = ("qwen", "qwen-0.5b", "gemma")
 
 
 def generated_prompts(path: Path, n: int) -> Path:

@@ -6,9 +6,11 @@
 Every benchmark's responses are scored by ``make_estimator(method, search=False)``
 trained on the other benchmarks' responses, with P(correct) in slices
 (``estimator.predict_in_slices``, the benchmark being the slice, as ``sentinel
-estimate`` scores it). Printed per method: mean and median |slice mean P - accuracy|
-over benchmarks, pooled ECE (10 equal-width bins), Brier score and the number of bins
-holding at least 5 responses (the table of docs/estimator.md). The data are
+estimate`` scores it; the default pins responses cut at ``max_tokens`` as the product
+does, which leaves the slice means as they are). Printed per method: mean and median
+|slice mean P - accuracy| over benchmarks, pooled ECE (10 equal-width bins), Brier
+score and the number of bins holding at least 5 responses (the table of
+docs/estimator.md). The data are
 ``benchmarks/labels.py``'s (the same shipped corpora, the same featurisation).
 """
 
@@ -26,7 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from labels import CORPORA, load_corpus  # noqa: E402
 
-from sentinel_core.estimator import make_estimator, predict_in_slices  # noqa: E402
+from sentinel_core.estimator import fit_estimator, make_estimator, predict_in_slices  # noqa: E402
 from sentinel_core.metrics import brier, ece, reliability_bins  # noqa: E402
 
 
@@ -48,12 +50,16 @@ def main() -> None:
         errors = []
         for name in names:
             test = corpus.benchmark == name
-            model = make_estimator(method, search=False, random_state=0)
-            if method.startswith("soft_atc"):
-                model.fit(corpus.X[~test], corpus.y[~test], groups=corpus.benchmark[~test])
-            else:
-                model.fit(corpus.X[~test], corpus.y[~test])
-            p[test] = predict_in_slices(model, corpus.X[test], corpus.benchmark[test])
+            model = fit_estimator(
+                make_estimator(method, search=False, random_state=0),
+                corpus.X[~test],
+                corpus.y[~test],
+                groups=corpus.benchmark[~test],
+                cut=corpus.cut[~test],
+            )
+            p[test] = predict_in_slices(
+                model, corpus.X[test], corpus.benchmark[test], corpus.cut[test]
+            )
             errors.append(abs(float(p[test].mean()) - float(corpus.y[test].mean())))
         bins = reliability_bins(p, corpus.y)
         populated = int(np.sum(bins.n >= 5))

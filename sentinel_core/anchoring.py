@@ -30,7 +30,9 @@ still ``t_s``. The default pins a response cut at ``max_tokens``
 (``finish_reason == "length"``) at the share of correct among the cut responses it was
 trained on (``AnchoredEstimator.cut_p_``): a cut response has no final answer unless it
 boxed one before the cut (1 of the first model's 265 cut responses is correct), which
-the entropy profile does not see. The slice estimate does not change; within the
+the entropy profile does not see. The slice estimate does not change (unless the pins
+alone hold the slice above ATC's share or below it, with every other response at the
+margin: a slice of almost only cut responses); within the
 slice, P(correct) then tracks correctness more closely, which is what prediction-
 powered inference and active sampling spend (docs/labels.md).
 """
@@ -61,7 +63,8 @@ def anchor_slice(p: npt.ArrayLike, share: float, pinned: npt.ArrayLike | None = 
 
     ``pinned`` ``(n,)``: a fixed ``P(correct)`` in [0, 1] per pinned response, NaN for
     the others; the others alone are shifted, so that the mean over all ``n`` is still
-    ``share`` as far as they can make it (their own mean kept in [0, 1])."""
+    ``share`` as far as they can make it (their own mean kept within the same
+    ``[1/(2n), 1 - 1/(2n)]``)."""
     values = as_unit_vector("p", p)
     if values.size == 0:
         raise InvalidInputError("expected at least one response in the slice, got none")
@@ -82,8 +85,13 @@ def anchor_slice(p: npt.ArrayLike, share: float, pinned: npt.ArrayLike | None = 
             free = ~held
             if free.any():
                 rest = (target * values.size - float(fixed[held].sum())) / free.sum()
-                out[free] = anchor_slice(values[free], min(max(rest, 0.0), 1.0))
+                out[free] = _shifted_to_mean(values[free], min(max(rest, margin), 1.0 - margin))
             return out
+    return _shifted_to_mean(values, target)
+
+
+def _shifted_to_mean(values: FloatArray, target: float) -> FloatArray:
+    """``values`` moved by one log-odds shift to the mean ``target``, in (0, 1)."""
     z = np.clip(special.logit(values), -_MAX_LOGIT, _MAX_LOGIT)
 
     def gap(delta: float) -> float:

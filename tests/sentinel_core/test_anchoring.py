@@ -75,8 +75,8 @@ def test_when_the_pins_alone_exceed_the_share_the_others_go_to_the_bottom() -> N
     p = np.array([0.5, 0.5, 0.5, 0.5])
     anchored = anchor_slice(p, 0.1, np.array([0.9, 0.9, np.nan, np.nan]))
     assert anchored[:2].tolist() == [0.9, 0.9]
-    # as low as they go: a share of 0 for the two free ones, kept 1/(2 * 2) inside
-    assert anchored[2:] == pytest.approx([0.25, 0.25], abs=1e-9)
+    # as low as they go: kept the slice's margin, 1/(2 * 4), inside (0, 1)
+    assert anchored[2:] == pytest.approx([0.125, 0.125], abs=1e-9)
     everything = anchor_slice(p, 0.3, np.full(4, 0.02))
     assert everything.tolist() == [0.02] * 4
 

@@ -62,10 +62,24 @@ def test_a_chunk_is_scored_in_its_own_order_as_arrays(
     assert joined.votes is not None
     assert np.array_equal(joined.votes, scored.votes)
     np.testing.assert_allclose(joined.anchored().p, scored.anchored().p, rtol=0, atol=1e-9)
+    # Responses cut at max_tokens are pinned at the model's cut_p_ (the sample has
+    # enough cut labels to learn it); the others carry the rest of ATC's share.
+    assert scored.pinned is not None
+    assert joined.pinned is not None
+    np.testing.assert_array_equal(joined.pinned, scored.pinned)
+    anchored = scored.anchored().p
+    held = ~np.isnan(scored.pinned)
+    assert held.any()
+    np.testing.assert_array_equal(anchored[held], scored.pinned[held])
     for key in set(scored.slice.tolist()):
         rows = scored.slice == key
-        share = min(max(scored.votes[rows].mean(), 0.5 / rows.sum()), 1 - 0.5 / rows.sum())
-        assert scored.anchored().p[rows].mean() == pytest.approx(share, abs=1e-9)
+        n, margin = rows.sum(), 0.5 / rows.sum()
+        share = min(max(scored.votes[rows].mean(), margin), 1 - margin)
+        free = rows & ~held
+        if free.any():
+            rest = (share * n - scored.pinned[rows & held].sum()) / free.sum()
+            expected = min(max(rest, margin), 1 - margin)
+            assert anchored[free].mean() == pytest.approx(expected, abs=1e-9)
 
 
 def test_slices_are_estimated_over_every_chunk(served: tuple[Settings, str, list[str]]) -> None:

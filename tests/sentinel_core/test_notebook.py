@@ -26,6 +26,13 @@ def _frame(name: str) -> pd.DataFrame:
     )
 
 
+def _cut(frame: pd.DataFrame) -> np.ndarray:
+    """Whether each response was cut at max_tokens, read from the wire format."""
+    return np.array(
+        [r["choices"][0]["finish_reason"] == "length" for r in frame["response"]], dtype=bool
+    )
+
+
 @pytest.fixture(scope="module")
 def reference() -> pd.DataFrame:
     return _frame("corpus-dev")
@@ -64,10 +71,18 @@ def test_it_is_the_projects_recipe_and_statistics(
     y = reference["correct"].to_numpy()
     chosen = supervision_set(slices, y, min_labels=5, seed=0).indices
     X = features(reference)
-    estimator, error = Recipe().fit(X.iloc[chosen], y[chosen], slices[chosen])
+    cut = _cut(reference)
+    estimator, error = Recipe().fit(X.iloc[chosen], y[chosen], slices[chosen], cut[chosen])
     assert error == pytest.approx(monitor.calibration_error_)
-    p = predict_in_slices(estimator, features(traffic), traffic["benchmark"].to_numpy())
+    # responses cut at max_tokens are pinned, as in the retrain and the monitor
+    assert 0.0 < monitor.estimator_.cut_p_ == estimator.cut_p_ < 0.1  # type: ignore[union-attr]
+    traffic_cut = _cut(traffic)
+    assert traffic_cut.any()
+    p = predict_in_slices(
+        estimator, features(traffic), traffic["benchmark"].to_numpy(), traffic_cut
+    )
     np.testing.assert_allclose(p, monitor.predict_correct_proba(traffic).to_numpy())
+    np.testing.assert_array_equal(p[traffic_cut], estimator.cut_p_)  # type: ignore[union-attr]
     _, votes = score_parts(estimator, features(traffic))
     expected = estimate_slices_with_labels(
         p, traffic["benchmark"].to_numpy(), np.full(p.shape, np.nan),

@@ -30,9 +30,10 @@ still ``t_s``. The default pins a response cut at ``max_tokens``
 (``finish_reason == "length"``) at the share of correct among the cut responses it was
 trained on (``AnchoredEstimator.cut_p_``): a cut response has no final answer unless it
 boxed one before the cut (1 of the first model's 265 cut responses is correct), which
-the entropy profile does not see. The slice estimate does not change (unless the pins
-alone hold the slice above ATC's share or below it, with every other response at the
-margin: a slice of almost only cut responses); within the
+the entropy profile sees only in part (lr_11d gives them a mean P of 0.13). The slice
+estimate does not change (unless the pins alone hold the slice above ATC's share or
+below it, with every other response at the margin: a slice of almost only cut
+responses); within the
 slice, P(correct) then tracks correctness more closely, which is what prediction-
 powered inference and active sampling spend (docs/labels.md).
 """

@@ -86,6 +86,7 @@ from sentinel_core.anchoring import anchor_slice, anchor_to_slices  # noqa: E402
 from sentinel_core.estimator import make_estimator, score_parts  # noqa: E402
 from sentinel_core.features import FEATURE_NAMES, scores_from_flat  # noqa: E402
 from sentinel_core.slices import SliceEstimate, estimate_slices_with_labels  # noqa: E402
+from sentinel_core.traces import cut_flags  # noqa: E402
 
 #: --corpus: which shipped real traces (sentinel_core/data/DATASHEET.md).
 CORPORA = {
@@ -151,8 +152,8 @@ def load_corpus(choice: str) -> Corpus:
             meta = orjson.loads(line)
             y.append(int(meta["label"]))
             bench.append(meta["metadata"]["benchmark"])
-            cut.append(meta.get("finish_reason") == "length")
-    return Corpus(np.vstack(X), np.array(y), np.array(bench), np.array(cut, dtype=bool))
+            cut.append(meta.get("finish_reason"))
+    return Corpus(np.vstack(X), np.array(y), np.array(bench), cut_flags(cut))
 
 
 def make_splits(corpus: Corpus, methods: list[str], count: int, seed: int) -> list[Split]:

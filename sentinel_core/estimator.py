@@ -67,6 +67,7 @@ __all__ = [
     "Family",
     "ProbabilisticClassifier",
     "ServableEstimator",
+    "cut_share",
     "estimate_held_out_calibration_error",
     "fit_estimator",
     "make_estimator",
@@ -700,12 +701,20 @@ def score_parts(estimator: Any, X: Any) -> tuple[FloatArray, FloatArray | None]:
     return np.asarray(estimator.predict_proba(X), dtype=np.float64)[:, 1], None
 
 
+def cut_share(estimator: Any) -> float:
+    """The default's ``cut_p_`` (share of correct among its cut training responses);
+    NaN for other estimators and for models registered before it existed."""
+    if not isinstance(estimator, AnchoredEstimator):
+        return float("nan")
+    return float(getattr(estimator, "cut_p_", float("nan")))
+
+
 def pinned_for(estimator: Any, cut: npt.ArrayLike | None) -> FloatArray | None:
     """Each response's pinned ``P(correct)`` (NaN: free) for the default whose training
     measured ``cut_p_``, given ``cut`` ``(n,)`` (cut at ``max_tokens``); None when nothing
     is pinned (another estimator, an older model without ``cut_p_``, or no cut)."""
-    cut_p = float(getattr(estimator, "cut_p_", float("nan")))
-    if cut is None or not isinstance(estimator, AnchoredEstimator) or np.isnan(cut_p):
+    cut_p = cut_share(estimator)
+    if cut is None or np.isnan(cut_p):
         return None
     was_cut = np.asarray(cut, dtype=bool).ravel()
     if not was_cut.any():

@@ -39,7 +39,7 @@ from sentinel_core.features import FEATURE_NAMES, entropy_profiles
 from sentinel_core.recipe import Recipe
 from sentinel_core.slices import estimate_slices_with_labels
 from sentinel_core.supervision import supervision_set
-from sentinel_core.traces import parse_record
+from sentinel_core.traces import cut_flags, parse_record
 
 RESPONSE = "response"
 
@@ -61,19 +61,19 @@ def _parsed(traces: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray[Any, np.dtyp
             f"expected a {RESPONSE!r} column with OpenAI completion objects, got columns "
             f"{list(traces.columns)[:10]}"
         )
-    tops, cut = [], []
+    tops, reasons = [], []
     for index, value in traces[RESPONSE].items():
         try:
             response = orjson.loads(value) if isinstance(value, str | bytes) else value
             parsed = parse_record(response)[0]
             tops.append(parsed.top_logprobs)
-            cut.append(parsed.finish_reason == "length")
+            reasons.append(parsed.finish_reason)
         except (orjson.JSONDecodeError, InvalidTraceError, IndexError) as exc:
             raise InvalidInputError(
                 f"expected row {index!r} to hold an OpenAI completion with top logprobs, got: {exc}"
             ) from exc
     profile = pd.DataFrame(entropy_profiles(tops), index=traces.index, columns=list(FEATURE_NAMES))
-    return profile, np.array(cut, dtype=bool)
+    return profile, cut_flags(reasons)
 
 
 class SliceMonitor:

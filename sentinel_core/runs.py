@@ -31,6 +31,7 @@ from sentinel_core.features import ALL_SCORE_NAMES, FEATURE_SET_VERSION, scores_
 from sentinel_core.schema import FeatureRow, LabelRow, MonitorRun, TraceRow, Watermark, utc_now
 from sentinel_core.slices import SliceEstimate
 from sentinel_core.store import best_labels, insert_or_skip, slice_values, table_of
+from sentinel_core.traces import cut_flags
 
 __all__ = [
     "ensure_tables",
@@ -260,7 +261,7 @@ def load_rows(
     frame.insert(0, "trace_id", ids)
     frame.insert(1, "slice", slice_values(pd.Series([r[1] or {} for r in ordered]), slice_key))
     frame["label"] = best_labels(ids, labels)
-    frame["cut"] = np.array([r[3] == "length" for r in ordered], dtype=bool)
+    frame["cut"] = cut_flags([r[3] for r in ordered])
     return frame
 
 

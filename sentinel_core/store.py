@@ -37,7 +37,7 @@ from sqlmodel import Session, SQLModel, create_engine, select
 
 from sentinel_core.errors import MissingStoreError, StoreError
 from sentinel_core.schema import FeatureRow, LabelRow, QuarantineRow, TraceRow, utc_now
-from sentinel_core.traces import Trace
+from sentinel_core.traces import Trace, cut_flags
 
 #: Labelers in the order their word counts when one trace has several labels.
 LABELER_PRIORITY: tuple[str, ...] = ("exact", "label-studio", "import", "judge")
@@ -405,7 +405,7 @@ def load_scores(engine: Engine, *, feature_set: str, names: Sequence[str]) -> pd
     frame.insert(2, "created", [r[2] for r in rows])
     frame.insert(3, "metadata", [r[3] or {} for r in rows])
     frame["label"] = best_labels(frame["trace_id"], label_rows)
-    frame["cut"] = np.array([r[5] == "length" for r in rows], dtype=bool)
+    frame["cut"] = cut_flags([r[5] for r in rows])
     return frame
 
 

@@ -42,6 +42,8 @@ MASS_TOLERANCE = 1e-3
 MAX_ID_CHARS = 500  # the column holds 512: room for the "/<choice>" suffix
 MAX_MODEL_CHARS = 255
 MAX_FINISH_REASON_CHARS = 32
+#: The finish reason of a response cut at ``max_tokens`` (OpenAI wire format).
+CUT_FINISH_REASON = "length"
 #: A NUL character in text cannot be stored by PostgreSQL (nor sent through most tools):
 #: in response text, metadata and kept prompts it becomes U+FFFD, before the content hash.
 NUL_REPLACEMENT = "\ufffd"
@@ -552,3 +554,8 @@ def _json_value_end(raw: bytes, start: int) -> int | None:
     # A number, true, false or null: up to the next delimiter.
     match = re.compile(rb"[,}\]\s]").search(raw, start)
     return match.start() if match else len(raw)
+
+
+def cut_flags(finish_reasons: Sequence[str | None]) -> NDArray[np.bool_]:
+    """Whether each response was cut at ``max_tokens``, from its finish reasons."""
+    return np.array([r == CUT_FINISH_REASON for r in finish_reasons], dtype=bool)

@@ -25,7 +25,7 @@ from prefect.cache_policies import NO_CACHE
 
 from sentinel_core.charts import estimate_vs_truth_chart, reliability_chart, slice_chart
 from sentinel_core.drift import DriftAlert
-from sentinel_core.estimator import ServableEstimator
+from sentinel_core.estimator import ServableEstimator, cut_share
 from sentinel_core.features import FEATURE_SET_VERSION
 from sentinel_core.monitoring import Scored
 from sentinel_core.promotion import Decision, HeldOutScores
@@ -179,7 +179,7 @@ def log_retrain_run(
     metrics["n_labelled"] = float(supervision["n_labelled"])
     metrics["tier_threshold"] = float(supervision["threshold"])
     # The default's P(correct) for responses cut at max_tokens (NaN: none pinned).
-    cut_p = float(getattr(model[0], "cut_p_", float("nan"))) if model else float("nan")
+    cut_p = cut_share(model[0]) if model else float("nan")
     if not math.isnan(cut_p):
         metrics["cut_p"] = cut_p
     params = {

@@ -31,7 +31,8 @@ budget x slices):
 - ``active``: the project's campaign, through its own code path: planned by
   ``sentinel_core.acquisition.plan(design="active")`` (what ``sentinel campaign
   plan`` and the nightly acquire flow run): an audit share spread uniformly over all
-  traces, the rest by Neyman allocation across slices, drawn within a slice with
+  traces, the rest across slices where it narrows the predicted intervals most
+  (``active.allocate_labels``), drawn within a slice with
   probabilities that grow with ``sqrt(p (1 - p))`` (randomised systematic sampling);
   estimated by ``sentinel_core.slices.estimate_slices_with_labels`` with the
   inclusion probabilities the plan stored (inverse-probability-weighted PPI++, the
@@ -103,7 +104,7 @@ BUDGETS = (5, 10, 20, 40)
 GROUP_SIZES = (4, 4, 3, 3)
 DESIGNS = ("random+classical", "random+ppi++", "active")
 #: With --ablation: the active campaign's two halves apart (equal labels per slice with
-#: uncertainty sampling; Neyman allocation with uniform sampling inside slices).
+#: uncertainty sampling; the allocation across slices with uniform sampling inside).
 ABLATIONS = ("uncertainty-only", "neyman-only")
 CLASSICAL_GRID = np.arange(2, 201)
 CONFIDENCE = 0.9

@@ -383,8 +383,9 @@ def plan(
     :func:`stratified_pick`. ``design="active"`` (Zrnic and Candès 2024; METHOD §9,
     ``sentinel_core.active``): every slice with unlabelled responses takes part;
     ``audit_share`` of the labels is spread uniformly at random over all of them,
-    the rest goes where it shrinks the slices' intervals most (Neyman, on the
-    residual sd the estimator's P(correct) predicts), and inside a slice responses
+    the rest goes where it shrinks the slices' intervals most (the predicted widths of
+    ``active.allocate_labels``, on the residual sd the estimator's P(correct)
+    predicts), and inside a slice responses
     are drawn with probabilities that grow with ``sqrt(p (1 - p))`` (``floor`` of
     them uniform), each item keeping its ``pi`` and its slice's population so the
     estimate can weight it (``slices.estimate_slices_with_labels``). ``max_slices``
@@ -466,7 +467,7 @@ def _plan_active(
     floor: float,
     seed: int,
 ) -> Plan:
-    """The active design of :func:`plan`: audit + Neyman across slices, pi-sampling within."""
+    """The active design of :func:`plan`: audit + widths across slices, pi-sampling within."""
     taking = [c for c in ranked if np.any((keys == c.slice) & ~done)]
     candidates = [np.flatnonzero((keys == c.slice) & ~done) for c in taking]
     by, budget, unit, cost_per_label = header

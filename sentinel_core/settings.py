@@ -164,7 +164,8 @@ class CampaignSettings(_Section):
         default="active",
         description=(
             "How a campaign picks what to label: 'active' (an audit share uniformly over "
-            "every slice, the rest by Neyman allocation and uncertainty sampling, labels "
+            "every slice, the rest where it narrows the slices' intervals most, with "
+            "uncertainty sampling inside a slice, labels "
             "weighted by their inclusion probability in the estimate) or 'priority' (the "
             "weakest slices by the ranking rule, stratified across P(correct))."
         ),

@@ -47,8 +47,9 @@ def plan_command(
     design: Annotated[
         Design | None,
         typer.Option(
-            help="active: audit share over every slice, then Neyman and uncertainty "
-            "sampling, labels weighted in the estimate; priority: the weakest slices, "
+            help="active: audit share over every slice, then the slices whose intervals "
+            "labels narrow most, uncertainty sampling inside, labels weighted in the "
+            "estimate; priority: the weakest slices, "
             "stratified. Default from settings (active)."
         ),
     ] = None,

@@ -59,7 +59,7 @@ def test_an_active_campaign_labels_every_slice_and_its_labels_are_weighted_in_th
     engine = open_store(env.db_url)
     ingest_records(engine, (r for r, _ in collected), source="new")
     report = monitor(**env.kwargs())
-    # 4 labels a slice on average: the audit gives every slice 2, Neyman the rest.
+    # 4 labels a slice on average: the audit gives every slice 2, the allocation the rest.
     latest = acquire(report["slices"], key="night-2", labeler="exact", budget=56, **env.kwargs())
     assert latest["plan"]["design"] == "active"
     assert {s["slice"] for s in latest["plan"]["slices"]} == {

@@ -8,6 +8,7 @@ the reference ``ppi_py`` package checks the estimator where it computes the same
 from __future__ import annotations
 
 import importlib
+import itertools
 import math
 import warnings
 from types import ModuleType
@@ -22,6 +23,7 @@ from sentinel_core.active import (
     allocate_labels,
     campaign_probabilities,
     draw_sample,
+    predicted_half_width,
     predicted_residual_sd,
     sampling_probabilities,
 )
@@ -247,8 +249,9 @@ def test_active_intervals_hold_at_small_budgets_where_wald_intervals_fail(
 
     Without the pseudo-residuals (``pseudo_residuals=False``) flat-0.05 covers 0.387
     and low-calibrated 0.709 at 10 labels; with them scripts/interval_guard_study.py
-    measured 0.866-0.994 over these cases. Tolerance: >= 0.85, which 1000 slices at a true 0.90 miss with
-    probability below 1e-7 (binomial sd 0.0095), and <= 0.999 (not [0, 1] everywhere).
+    measured 0.866-0.994 over these cases. Tolerance: >= 0.85, which 1000 slices at a
+    true 0.90 miss with probability below 1e-7 (binomial sd 0.0095), and <= 0.999 (not
+    [0, 1] everywhere).
     """
     covered = []
     for seed in range(1000):
@@ -308,18 +311,80 @@ def test_allocation_spends_the_audit_share_then_follows_the_residual_sd() -> Non
     assert plan.labels.sum() == 1000
     assert plan.audit.sum() == 200
     assert plan.audit.tolist() == [50, 50, 50, 50]  # equal sizes: equal audit
-    # Neyman: the totals grow as the sd (within rounding, unconstrained by the audit).
-    assert plan.labels / plan.labels.sum() == pytest.approx(sd / sd.sum(), abs=0.01)
+    # By width (the default): more labels where the sd is larger, but less than in
+    # proportion; for large n the width sd / sqrt(n) is evened out by n ~ sd^(2/3).
+    assert np.all(np.diff(plan.labels) > 0)
+    share = plan.labels / plan.labels.sum()
+    assert share == pytest.approx(sd ** (2 / 3) / np.sum(sd ** (2 / 3)), abs=0.02)
     assert plan.to_dict()["labels"] == plan.labels.tolist()
+    # Neyman (objective="variance"): the totals grow as the sd (within rounding).
+    neyman = allocate_labels(sizes, sd, 1000, audit_share=0.2, objective="variance")
+    assert neyman.audit.tolist() == plan.audit.tolist()
+    assert neyman.labels / neyman.labels.sum() == pytest.approx(sd / sd.sum(), abs=0.01)
+
+
+def _total_width(split: object, sizes: np.ndarray, sd: np.ndarray) -> float:
+    """``sum_s W_s(n_s)`` of a split of labels over slices."""
+    return sum(
+        predicted_half_width(int(n), int(N), float(s))
+        for n, N, s in zip(np.asarray(split), sizes, sd, strict=True)
+    )
+
+
+def test_allocation_by_width_is_the_brute_force_optimum_of_the_predicted_widths() -> None:
+    # 200 small campaigns (3 slices of 8-39 traces, at most half of them labelled):
+    # the greedy split minimises sum_s W_s(n_s) exactly wherever no slice goes past
+    # 70% labelled (W_s is convex there); every such case is checked.
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(200):
+        sizes = rng.integers(8, 40, 3)
+        sd = rng.uniform(0.05, 0.5, 3)
+        budget = int(rng.integers(6, sizes.sum() // 2))
+        plan = allocate_labels(sizes, sd, budget, audit_share=0.0, min_per_slice=1)
+
+        splits = [
+            c for c in itertools.product(*(range(1, int(N) + 1) for N in sizes)) if sum(c) == budget
+        ]
+        best = min(splits, key=lambda split: _total_width(split, sizes, sd))
+        if max(np.max(np.asarray(best) / sizes), np.max(plan.labels / sizes)) > 0.7:
+            continue
+        checked += 1
+        assert _total_width(plan.labels, sizes, sd) == pytest.approx(
+            _total_width(best, sizes, sd), abs=1e-12
+        )
+    assert checked >= 150
+
+
+def test_predicted_half_width_matches_the_served_interval_on_average() -> None:
+    # Calibrated f, uniform labels, lam = 1: the served se's mean square is W(n)^2.
+    rng = np.random.default_rng(12)
+    f = rng.beta(0.5, 0.5, 400)
+    sd = math.sqrt(float(np.mean(f * (1 - f))))
+    for n in (5, 20):
+        squares = []
+        for _ in range(2000):
+            y = (rng.random(f.size) < f).astype(np.float64)
+            take = np.sort(rng.choice(f.size, n, replace=False))
+            pi = np.full(f.size, n / f.size)
+            squares.append(active_mean_interval(f, pi, take, y[take], lam=1.0).se ** 2)
+        # lam = 1 spends no degree of freedom: divisor n (n + 1) against W's n * n.
+        expected = predicted_half_width(n, f.size, sd) ** 2 * n / (n + 1)
+        assert np.mean(squares) == pytest.approx(expected, rel=0.05)
 
 
 def test_allocation_weights_by_traffic_floors_every_slice_and_respects_sizes() -> None:
     sizes = np.array([100, 400, 5])
     sd = np.array([0.4, 0.4, 0.4])
-    plan = allocate_labels(sizes, sd, 200, audit_share=0.0, min_per_slice=2, weights=sizes)
+    plan = allocate_labels(
+        sizes, sd, 200, audit_share=0.0, min_per_slice=2, weights=sizes, objective="variance"
+    )
     assert plan.labels.sum() == 200
     assert plan.labels[2] <= 5
     assert plan.labels[1] > 3 * plan.labels[0]  # n_s grows as N_s sd_s
+    # by width, traffic weights still favour the big slice, less than in proportion
+    by_width = allocate_labels(sizes, sd, 200, audit_share=0.0, min_per_slice=2, weights=sizes)
+    assert plan.labels[0] < by_width.labels[0] < by_width.labels[1]
     small = allocate_labels(sizes, sd, 5, audit_share=0.2, min_per_slice=2)
     assert small.labels.sum() == 5
     assert small.labels.min() >= 1  # floors first, as far as the budget goes
@@ -397,6 +462,10 @@ def test_predicted_residual_sd_is_floored() -> None:
         (
             lambda: allocate_labels(np.array([10, 10]), np.array([0.3, 0.3]), 5, audit_share=2),
             r"expected audit_share in \[0, 1\]",
+        ),
+        (
+            lambda: allocate_labels(np.array([10, 10]), np.array([0.3, 0.3]), 5, objective="wdith"),
+            r"expected objective in \['width', 'variance'\], got 'wdith'",
         ),
     ],
 )

@@ -221,7 +221,7 @@ def synthetic(guard: str, seeds: int) -> dict[str, Any]:
     return out
 
 
-def real(guard: str, seeds: int, corpus: str) -> dict[str, Any]:
+def real(guard: str, seeds: int, corpus: str, partitions: int = 25) -> dict[str, Any]:
     interval = guarded(guard)
     records: list[tuple[int, float, bool]] = []
     campaign = labels.project_campaign
@@ -239,7 +239,7 @@ def real(guard: str, seeds: int, corpus: str) -> dict[str, Any]:
     labels.project_campaign = recording
     try:
         args = argparse.Namespace(
-            seeds=seeds, partitions=25, slices_per_group=2, methods="default",
+            seeds=seeds, partitions=partitions, slices_per_group=2, methods="default",
             audit_share=0.2, floor=0.2, corpus=corpus, ablation=False, quick=False,
             pin_cut=True,
         )  # fmt: skip
@@ -277,14 +277,15 @@ def main() -> None:
         "--synthetic-seeds", type=int, default=1000, help="per synthetic cell; 0 skips them"
     )
     parser.add_argument("--corpus", choices=sorted(labels.CORPORA), default="qwen1.5b")
+    parser.add_argument("--partitions", type=int, default=25, help="benchmark groupings")
     parser.add_argument("--guards", default=",".join(GUARDS))
     args = parser.parse_args()
     guards = args.guards.split(",")
     unknown = sorted(set(guards) - set(GUARDS))
-    if args.seeds < 1 or args.synthetic_seeds < 0:
+    if args.seeds < 1 or args.synthetic_seeds < 0 or args.partitions < 1:
         parser.error(
-            f"expected --seeds >= 1 and --synthetic-seeds >= 0, got {args.seeds}, "
-            f"{args.synthetic_seeds}"
+            f"expected --seeds >= 1, --synthetic-seeds >= 0, --partitions >= 1, got "
+            f"{args.seeds}, {args.synthetic_seeds}, {args.partitions}"
         )
     if unknown:
         parser.error(f"expected guards among {', '.join(GUARDS)}, got {', '.join(unknown)}")
@@ -292,7 +293,7 @@ def main() -> None:
     out: dict[str, Any] = {}
     for guard in guards:
         print(f"== guard {guard}", flush=True)
-        out[guard] = {"real": real(guard, args.seeds, args.corpus)}
+        out[guard] = {"real": real(guard, args.seeds, args.corpus, args.partitions)}
         if args.synthetic_seeds > 0:
             out[guard]["synthetic"] = synthetic(guard, args.synthetic_seeds)
     print(json.dumps(out, sort_keys=True))

@@ -73,7 +73,7 @@ def test_wilson_kg_with_a_flat_predictor_is_the_wilson_interval_of_the_labels() 
 def test_the_guard_study_runs_and_prints_its_json() -> None:
     done = _run(
         "interval_guard_study.py", "--seeds", "2", "--synthetic-seeds", "3",
-        "--guards", "half,wilson-kg",
+        "--partitions", "1", "--guards", "half,wilson-kg",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

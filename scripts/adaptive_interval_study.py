@@ -64,28 +64,31 @@ SCALES: dict[str, Callable[[float, float], float]] = {
 }
 
 
-def slice_figures(corpus: Corpus, train: list[str], held: str) -> tuple[float, float, float]:
-    """``(estimate, unanchored mean, truth)`` of benchmark ``held``, default fitted on ``train``."""
+def fitted(corpus: Corpus, train: list[str]) -> Any:
+    """The default (``search=False``) fitted on the benchmarks ``train``, cut flags given."""
     fit = np.isin(corpus.benchmark, train)
     model = make_estimator("default", search=False)
     model.fit(corpus.X[fit], corpus.y[fit], groups=corpus.benchmark[fit], cut=corpus.cut[fit])
+    return model
+
+
+def figures(model: Any, corpus: Corpus, held: str) -> tuple[float, float, float]:
+    """``(estimate, unanchored mean, truth)`` of benchmark ``held`` under ``model``."""
     rows = corpus.benchmark == held
     p, _ = score_in_slices(model, corpus.X[rows], corpus.benchmark[rows], corpus.cut[rows])
     raw, _ = score_parts(model, corpus.X[rows])
     return float(p.mean()), float(raw.mean()), float(corpus.y[rows].mean())
 
 
+def slice_figures(corpus: Corpus, train: list[str], held: str) -> tuple[float, float, float]:
+    """:func:`figures` of benchmark ``held``, the default fitted on ``train``."""
+    return figures(fitted(corpus, train), corpus, held)
+
+
 def held_out_rows(corpus: Corpus, train: list[str]) -> list[tuple[float, float, float]]:
-    fit = np.isin(corpus.benchmark, train)
-    model = make_estimator("default", search=False)
-    model.fit(corpus.X[fit], corpus.y[fit], groups=corpus.benchmark[fit], cut=corpus.cut[fit])
-    out = []
-    for held in sorted(set(corpus.benchmark.tolist()) - set(train)):
-        rows = corpus.benchmark == held
-        p, _ = score_in_slices(model, corpus.X[rows], corpus.benchmark[rows], corpus.cut[rows])
-        raw, _ = score_parts(model, corpus.X[rows])
-        out.append((float(p.mean()), float(raw.mean()), float(corpus.y[rows].mean())))
-    return out
+    """:func:`figures` of every benchmark outside ``train``, one fit for all."""
+    model = fitted(corpus, train)
+    return [figures(model, corpus, b) for b in sorted(set(corpus.benchmark.tolist()) - set(train))]
 
 
 def main() -> None:

@@ -77,11 +77,9 @@ count, and keep the slice's interval valid however the traces were picked:
    rule is exact; ``W_s`` is convex while a slice is at most about three quarters
    labelled (the finite-population factor makes it concave near a census), so there the
    greedy rule is exact too (checked against brute force in the tests for campaigns
-   that label at most 70% of each slice), and a heuristic beyond.
-   On the real corpus the width objective saves more labels for the same mean width
-   (docs/labels.md: at 10 / 20 / 40 labels per slice 15.0 / 29.1 / 33.0% against
-   14.9 / 28.1 / 32.6% on the first model, 8.1 / 15.8 / 18.8% against 1.9 / 10.3 /
-   15.5% on the second). :func:`campaign_probabilities` turns a slice's audit and
+   that label at most 70% of each slice), and a heuristic beyond. What each objective
+   saves on the real corpus is measured in docs/labels.md. :func:`campaign_probabilities`
+   turns a slice's audit and
    allocated labels into one vector of inclusion probabilities (uniform part plus the
    rule of step 1).
 
@@ -169,7 +167,10 @@ class ActiveEstimate:
 
 @dataclass(frozen=True, slots=True)
 class LabelAllocation:
-    """Labels per slice of a campaign: the audit part, the Neyman part and their sum.
+    """Labels per slice of a campaign: the audit part, the allocated part and their sum.
+
+    ``neyman`` holds the labels placed by :func:`allocate_labels`'s objective (by width
+    or Neyman's); the name is kept, as is its key in :meth:`to_dict`, for callers.
 
     All arrays have shape ``(S,)``, in the order of the slices given.
     """
@@ -521,6 +522,10 @@ def allocate_labels(
         raise InvalidInputError(
             f"expected weights of shape {sd.shape}, finite and > 0, got {np.shape(w)}"
         )
+    if objective not in ALLOCATION_OBJECTIVES:
+        raise InvalidInputError(
+            f"expected objective in {list(ALLOCATION_OBJECTIVES)}, got {objective!r}"
+        )
     total = min(_count("n_labels", n_labels, low=0), int(caps.sum()))
     share = _share("audit_share", audit_share)
     floor = _count("min_per_slice", min_per_slice, low=0)
@@ -533,10 +538,6 @@ def allocate_labels(
     # 2. Greedily: the next label where it lowers the objective most.
     neyman = np.zeros(sd.size, dtype=np.int64)
     left = total - int(audit.sum())
-    if objective not in ALLOCATION_OBJECTIVES:
-        raise InvalidInputError(
-            f"expected objective in {list(ALLOCATION_OBJECTIVES)}, got {objective!r}"
-        )
 
     def gain(i: int) -> float:
         have = int(audit[i] + neyman[i])
